@@ -1,0 +1,1 @@
+"""Callboard: a programmable voice server."""
