@@ -1,0 +1,35 @@
+"""`callboard`: start the server with configuration from the environment."""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+import uvloop
+
+from callboard.config import ConfigError, load_settings
+
+
+def main() -> None:
+    try:
+        settings = load_settings()
+    except ConfigError as exc:
+        print(f"callboard: invalid configuration: {exc}", file=sys.stderr)
+        sys.exit(2)
+    logging.basicConfig(
+        level=settings.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    from callboard.server import Callboard
+
+    server = Callboard(settings)
+    try:
+        uvloop.run(server.run())
+    except OSError as exc:
+        print(f"callboard: cannot start: {exc}", file=sys.stderr)
+        sys.exit(1)
+    sys.exit(0)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,87 @@
+"""The FastAPI application: routers, and the one place domain errors become HTTP answers."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from callboard.api import later, legs, vsi
+from callboard.api.commands import Commands
+from callboard.core.errors import CallboardError
+from callboard.events.metrics import Metrics
+from callboard.events.vsi import VsiHub
+
+log = logging.getLogger(__name__)
+
+
+def _describe_validation(exc: RequestValidationError) -> str:
+    parts = []
+    for err in exc.errors():
+        loc = [str(p) for p in err.get("loc", ()) if p != "body"]
+        if err.get("type") == "json_invalid":
+            return "request body is not valid JSON"
+        where = ".".join(loc) or "body"
+        message = err.get("msg", "invalid")
+        if err.get("type") == "missing" and not loc:
+            message = "a JSON body is required"
+        parts.append(f"{where}: {message}")
+    return "; ".join(parts) or "invalid request"
+
+
+def create_app(commands: Commands, vsi_hub: VsiHub, metrics: Metrics) -> FastAPI:
+    instance_id = commands.instance_id
+    app = FastAPI(
+        title="Callboard",
+        version="0.1.0",
+        description="A programmable voice server: SIP calls and media driven over HTTP.",
+        openapi_url="/v1/openapi.json",
+        docs_url="/v1/docs",
+        redoc_url=None,
+    )
+    app.state.commands = commands
+    app.state.vsi_hub = vsi_hub
+
+    def error(status: int, message: str) -> JSONResponse:
+        return JSONResponse({"instance_id": instance_id, "error": message}, status_code=status)
+
+    @app.exception_handler(CallboardError)
+    async def domain_error(request: Request, exc: CallboardError) -> JSONResponse:
+        if exc.status >= 500 and exc.status != 501:
+            log.warning("%s %s: %s", request.method, request.url.path, exc)
+        else:
+            log.info("%s %s -> %d: %s", request.method, request.url.path, exc.status, exc)
+        return error(exc.status, str(exc))
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
+        message = _describe_validation(exc)
+        log.info("%s %s -> 400: %s", request.method, request.url.path, message)
+        return error(400, message)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return error(exc.status_code, str(exc.detail))
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error in %s %s", request.method, request.url.path)
+        return error(500, "internal server error")
+
+    @app.get("/metrics", include_in_schema=False)
+    async def metrics_endpoint() -> Response:
+        body, content_type = metrics.render()
+        return Response(body, media_type=content_type)
+
+    @app.get("/v1/health", tags=["service"])
+    async def health() -> dict[str, Any]:
+        return {"instance_id": instance_id, "status": "ok"}
+
+    app.include_router(legs.router)
+    app.include_router(vsi.router)
+    app.include_router(later.router)
+    return app

@@ -1,0 +1,193 @@
+"""The operations behind both the REST routes and the VSI commands, so their answers agree."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from pydantic import ValidationError
+
+from callboard.api.schemas import CreateLegRequest, DTMFRequest, PlaybackRequest, VolumeRequest
+from callboard.core.errors import BadRequest, CallboardError, NotFound
+from callboard.core.service import CallService, OutboundRequest
+
+
+class NotImplementedYet(CallboardError):
+    status = 501
+
+
+def validation_message(exc: ValidationError) -> str:
+    parts = []
+    for err in exc.errors():
+        where = ".".join(str(p) for p in err.get("loc", ()) if p != "body") or "body"
+        parts.append(f"{where}: {err.get('msg', 'invalid')}")
+    return "; ".join(parts) or "invalid request"
+
+
+class Commands:
+    def __init__(self, service: CallService) -> None:
+        self.service = service
+        self.instance_id = service.settings.instance_id
+
+    def leg_view(self, leg_id: str) -> dict[str, Any]:
+        return {"instance_id": self.instance_id, **self.service.get_leg(leg_id).to_dict()}
+
+    def status(self, word: str, **extra: Any) -> dict[str, Any]:
+        return {"instance_id": self.instance_id, "status": word, **extra}
+
+    # ---- legs ----
+
+    def list_legs(self) -> list[dict[str, Any]]:
+        return [
+            {"instance_id": self.instance_id, **leg.to_dict()} for leg in self.service.list_legs()
+        ]
+
+    def get_leg(self, leg_id: str) -> dict[str, Any]:
+        return self.leg_view(leg_id)
+
+    async def create_leg(self, body: CreateLegRequest) -> dict[str, Any]:
+        if body.room_id:
+            raise NotImplementedYet("room_id: rooms are not available in this version yet")
+        if body.amd is not None:
+            raise NotImplementedYet("amd: answering-machine detection is not available yet")
+        request = OutboundRequest(
+            uri=body.uri,
+            from_user=body.from_,
+            privacy=body.privacy,
+            ring_timeout=body.ring_timeout,
+            max_duration=body.max_duration,
+            codecs=tuple(c.value for c in body.codecs) if body.codecs is not None else None,
+            headers=tuple((body.headers or {}).items()),
+            auth_username=body.auth.username if body.auth else None,
+            auth_password=body.auth.password if body.auth else None,
+            webhook_url=body.webhook_url,
+            webhook_secret=body.webhook_secret,
+            accept_dtmf=body.accept_dtmf,
+            app_id=body.app_id,
+        )
+        if body.codecs is not None and not body.codecs:
+            raise BadRequest("codecs must not be empty")
+        if body.webhook_url is not None and not body.webhook_url.startswith(
+            ("http://", "https://")
+        ):
+            raise BadRequest("webhook_url must be an http:// or https:// URL")
+        leg = await self.service.create_outbound(request)
+        return {"instance_id": self.instance_id, **leg.to_dict()}
+
+    def delete_leg(self, leg_id: str) -> dict[str, Any]:
+        self.service.get_leg(leg_id).hangup("api_hangup")
+        return self.status("hung_up")
+
+    async def answer_leg(self, leg_id: str) -> dict[str, Any]:
+        await self.service.get_leg(leg_id).answer()
+        return self.status("answered")
+
+    async def early_media_leg(self, leg_id: str) -> dict[str, Any]:
+        await self.service.get_leg(leg_id).early_media()
+        return self.status("early_media")
+
+    def mute_leg(self, leg_id: str) -> dict[str, Any]:
+        self.service.get_leg(leg_id).set_muted(True)
+        return self.status("muted")
+
+    def unmute_leg(self, leg_id: str) -> dict[str, Any]:
+        self.service.get_leg(leg_id).set_muted(False)
+        return self.status("unmuted")
+
+    def deaf_leg(self, leg_id: str) -> dict[str, Any]:
+        self.service.get_leg(leg_id).set_deaf(True)
+        return self.status("deaf")
+
+    def undeaf_leg(self, leg_id: str) -> dict[str, Any]:
+        self.service.get_leg(leg_id).set_deaf(False)
+        return self.status("undeaf")
+
+    def hold_leg(self, leg_id: str) -> dict[str, Any]:
+        self.service.get_leg(leg_id).hold(True)
+        return self.status("held")
+
+    def unhold_leg(self, leg_id: str) -> dict[str, Any]:
+        self.service.get_leg(leg_id).hold(False)
+        return self.status("resumed")
+
+    def send_leg_dtmf(self, leg_id: str, body: DTMFRequest) -> dict[str, Any]:
+        self.service.get_leg(leg_id).send_dtmf(body.digits)
+        return self.status("sent")
+
+    def accept_leg_dtmf(self, leg_id: str) -> dict[str, Any]:
+        self.service.get_leg(leg_id).accept_dtmf = True
+        return self.status("accepted")
+
+    def reject_leg_dtmf(self, leg_id: str) -> dict[str, Any]:
+        self.service.get_leg(leg_id).accept_dtmf = False
+        return self.status("rejected")
+
+    def play_on_leg(self, leg_id: str, body: PlaybackRequest) -> dict[str, Any]:
+        leg = self.service.get_leg(leg_id)
+        if (body.url is None) == (body.tone is None):
+            raise BadRequest("exactly one of url and tone is required")
+        if body.url is not None:
+            if not body.mime_type:
+                raise BadRequest("mime_type is required with url")
+            raise NotImplementedYet("playback from a URL is not available in this version yet")
+        assert body.tone is not None
+        playback = leg.playbacks.start_tone(leg, body.tone, body.volume)
+        return {"instance_id": self.instance_id, "playback_id": playback.id, "status": "playing"}
+
+    def set_playback_volume(
+        self, leg_id: str, playback_id: str, body: VolumeRequest
+    ) -> dict[str, Any]:
+        self.service.get_leg(leg_id).playbacks.get(playback_id).set_volume(body.volume)
+        return self.status("updated")
+
+    def stop_playback(self, leg_id: str, playback_id: str) -> dict[str, Any]:
+        self.service.get_leg(leg_id).playbacks.stop(playback_id)
+        return self.status("stopped")
+
+    # ---- VSI command table ----
+
+    def vsi_table(self) -> dict[str, Callable[[dict[str, Any]], Awaitable[Any] | Any]]:
+        def leg_id(payload: dict[str, Any]) -> str:
+            value = payload.get("leg_id") or payload.get("id")
+            if not isinstance(value, str) or not value:
+                raise BadRequest("payload.leg_id is required")
+            return value
+
+        def dtmf(payload: dict[str, Any]) -> dict[str, Any]:
+            try:
+                body = DTMFRequest.model_validate(payload)
+            except ValidationError as exc:
+                raise BadRequest(validation_message(exc)) from None
+            return self.send_leg_dtmf(leg_id(payload), body)
+
+        def rooms(_: dict[str, Any]) -> Any:
+            raise NotImplementedYet("rooms are not available in this version yet")
+
+        table: dict[str, Callable[[dict[str, Any]], Any]] = {
+            "list_legs": lambda p: self.list_legs(),
+            "get_leg": lambda p: self.get_leg(leg_id(p)),
+            "delete_leg": lambda p: self.delete_leg(leg_id(p)),
+            "answer_leg": lambda p: self.answer_leg(leg_id(p)),
+            "mute_leg": lambda p: self.mute_leg(leg_id(p)),
+            "unmute_leg": lambda p: self.unmute_leg(leg_id(p)),
+            "deaf_leg": lambda p: self.deaf_leg(leg_id(p)),
+            "undeaf_leg": lambda p: self.undeaf_leg(leg_id(p)),
+            "hold_leg": lambda p: self.hold_leg(leg_id(p)),
+            "unhold_leg": lambda p: self.unhold_leg(leg_id(p)),
+            "send_leg_dtmf": dtmf,
+            "accept_leg_dtmf": lambda p: self.accept_leg_dtmf(leg_id(p)),
+            "reject_leg_dtmf": lambda p: self.reject_leg_dtmf(leg_id(p)),
+        }
+        for name in (
+            "list_rooms",
+            "get_room",
+            "create_room",
+            "delete_room",
+            "add_leg_to_room",
+            "remove_leg_from_room",
+        ):
+            table[name] = rooms
+        return table
+
+
+__all__ = ["Commands", "NotFound", "NotImplementedYet", "validation_message"]

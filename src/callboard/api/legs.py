@@ -1,0 +1,130 @@
+"""The /v1/legs routes: validate, call one command, return its answer."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request
+
+from callboard.api.commands import Commands
+from callboard.api.schemas import (
+    ERRORS,
+    CreateLegRequest,
+    DTMFRequest,
+    LegOut,
+    PlaybackRequest,
+    PlaybackResponse,
+    StatusResponse,
+    VolumeRequest,
+)
+
+router = APIRouter(prefix="/v1/legs", tags=["legs"], responses=ERRORS)
+
+
+def commands(request: Request) -> Commands:
+    cmds: Commands = request.app.state.commands
+    return cmds
+
+
+@router.get("", response_model=list[LegOut], response_model_exclude_none=True)
+async def list_legs(request: Request) -> list[dict[str, Any]]:
+    """List all active legs."""
+    return commands(request).list_legs()
+
+
+@router.post("", status_code=201, response_model=LegOut, response_model_exclude_none=True)
+async def create_leg(body: CreateLegRequest, request: Request) -> dict[str, Any]:
+    """Originate an outbound SIP call."""
+    return await commands(request).create_leg(body)
+
+
+@router.get("/{leg_id}", response_model=LegOut, response_model_exclude_none=True)
+async def get_leg(leg_id: str, request: Request) -> dict[str, Any]:
+    """Get a single leg."""
+    return commands(request).get_leg(leg_id)
+
+
+@router.delete("/{leg_id}", response_model=StatusResponse)
+async def delete_leg(leg_id: str, request: Request) -> dict[str, Any]:
+    """Hang up a leg."""
+    return commands(request).delete_leg(leg_id)
+
+
+@router.post("/{leg_id}/answer", response_model=StatusResponse)
+async def answer_leg(leg_id: str, request: Request) -> dict[str, Any]:
+    """Answer a ringing or early-media inbound SIP leg."""
+    return await commands(request).answer_leg(leg_id)
+
+
+@router.post("/{leg_id}/early-media", response_model=StatusResponse)
+async def early_media(leg_id: str, request: Request) -> dict[str, Any]:
+    """Send 183 Session Progress with SDP and start media before answering."""
+    return await commands(request).early_media_leg(leg_id)
+
+
+@router.post("/{leg_id}/mute", response_model=StatusResponse)
+async def mute(leg_id: str, request: Request) -> dict[str, Any]:
+    return commands(request).mute_leg(leg_id)
+
+
+@router.delete("/{leg_id}/mute", response_model=StatusResponse)
+async def unmute(leg_id: str, request: Request) -> dict[str, Any]:
+    return commands(request).unmute_leg(leg_id)
+
+
+@router.post("/{leg_id}/deaf", response_model=StatusResponse)
+async def deaf(leg_id: str, request: Request) -> dict[str, Any]:
+    return commands(request).deaf_leg(leg_id)
+
+
+@router.delete("/{leg_id}/deaf", response_model=StatusResponse)
+async def undeaf(leg_id: str, request: Request) -> dict[str, Any]:
+    return commands(request).undeaf_leg(leg_id)
+
+
+@router.post("/{leg_id}/hold", response_model=StatusResponse)
+async def hold(leg_id: str, request: Request) -> dict[str, Any]:
+    """Put a SIP call on hold (re-INVITE with a=sendonly)."""
+    return commands(request).hold_leg(leg_id)
+
+
+@router.delete("/{leg_id}/hold", response_model=StatusResponse)
+async def unhold(leg_id: str, request: Request) -> dict[str, Any]:
+    """Resume a held SIP call (re-INVITE with a=sendrecv)."""
+    return commands(request).unhold_leg(leg_id)
+
+
+@router.post("/{leg_id}/dtmf", response_model=StatusResponse)
+async def send_dtmf(leg_id: str, body: DTMFRequest, request: Request) -> dict[str, Any]:
+    """Send DTMF digits (RFC 4733)."""
+    return commands(request).send_leg_dtmf(leg_id, body)
+
+
+@router.post("/{leg_id}/dtmf/accept", response_model=StatusResponse)
+async def accept_dtmf(leg_id: str, request: Request) -> dict[str, Any]:
+    return commands(request).accept_leg_dtmf(leg_id)
+
+
+@router.post("/{leg_id}/dtmf/reject", response_model=StatusResponse)
+async def reject_dtmf(leg_id: str, request: Request) -> dict[str, Any]:
+    return commands(request).reject_leg_dtmf(leg_id)
+
+
+@router.post("/{leg_id}/play", response_model=PlaybackResponse)
+async def play(leg_id: str, body: PlaybackRequest, request: Request) -> dict[str, Any]:
+    """Start a playback on a leg (built-in tones; URL playback answers 501 for now)."""
+    return commands(request).play_on_leg(leg_id, body)
+
+
+@router.patch("/{leg_id}/play/{playback_id}", response_model=StatusResponse)
+async def playback_volume(
+    leg_id: str, playback_id: str, body: VolumeRequest, request: Request
+) -> dict[str, Any]:
+    """Change the volume of an active playback."""
+    return commands(request).set_playback_volume(leg_id, playback_id, body)
+
+
+@router.delete("/{leg_id}/play/{playback_id}", response_model=StatusResponse)
+async def stop_playback(leg_id: str, playback_id: str, request: Request) -> dict[str, Any]:
+    """Stop a playback."""
+    return commands(request).stop_playback(leg_id, playback_id)

@@ -1,0 +1,190 @@
+"""Configuration from environment variables (names and defaults from API-NOTES).
+
+Parsing is hand-rolled rather than pydantic-settings so that every invalid value gives exactly
+one line naming the variable, which is what an operator reading a crash loop needs.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit
+
+LOG_LEVELS = ("debug", "info", "warning", "error")
+
+
+class ConfigError(ValueError):
+    """An environment variable has an invalid value; the message names it."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    instance_id: str
+    http_host: str = "0.0.0.0"
+    http_port: int = 8080
+    sip_bind_ip: str = "127.0.0.1"
+    sip_listen_ip: str = "127.0.0.1"
+    sip_port: int = 5060
+    sip_host: str = "callboard"
+    rtp_port_min: int = 10000
+    rtp_port_max: int = 20000
+    ice_servers: tuple[str, ...] = ()
+    recording_dir: str = "/tmp/recordings"
+    log_level: str = "info"
+    webhook_url: str | None = None
+    webhook_secret: str | None = None
+    elevenlabs_api_key: str | None = None
+    vapi_api_key: str | None = None
+    deepgram_api_key: str | None = None
+    s3_bucket: str | None = None
+    s3_region: str = "us-east-1"
+    s3_endpoint: str | None = None
+    s3_prefix: str | None = None
+    tts_cache_enabled: bool = False
+    tts_cache_dir: str = "/tmp/tts_cache"
+    tts_cache_include_api_key: bool = False
+    # Not in API-NOTES' table; tunables kept here so tests can shorten them.
+    rtp_timeout: float = 30.0
+    hold_timeout: float = 7200.0
+    session_expires: int = 1800
+    session_min_se: int = 90
+    extra: dict[str, str] = field(default_factory=dict)
+
+
+def _opt(env: Mapping[str, str], name: str) -> str | None:
+    value = env.get(name)
+    if value is None:
+        return None
+    value = value.strip()
+    return value or None
+
+
+def _ip(env: Mapping[str, str], name: str, default: str) -> str:
+    value = _opt(env, name) or default
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        raise ConfigError(f"{name}: not an IP address: {value!r}") from None
+    return value
+
+
+def _int(env: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
+    raw = _opt(env, name)
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name}: not an integer: {raw!r}") from None
+    if not low <= value <= high:
+        raise ConfigError(f"{name}: {value} is outside {low}..{high}")
+    return value
+
+
+def _float(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = _opt(env, name)
+    if raw is None:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name}: not a number: {raw!r}") from None
+    if value <= 0:
+        raise ConfigError(f"{name}: must be positive, got {raw!r}")
+    return value
+
+
+def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = _opt(env, name)
+    if raw is None:
+        return default
+    lowered = raw.lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off"):
+        return False
+    raise ConfigError(f"{name}: not a boolean: {raw!r}")
+
+
+def _url(env: Mapping[str, str], name: str, schemes: tuple[str, ...]) -> str | None:
+    raw = _opt(env, name)
+    if raw is None:
+        return None
+    parts = urlsplit(raw)
+    if parts.scheme not in schemes or not parts.netloc:
+        raise ConfigError(f"{name}: not a {'/'.join(schemes)} URL: {raw!r}")
+    return raw
+
+
+def _http_addr(env: Mapping[str, str]) -> tuple[str, int]:
+    raw = _opt(env, "HTTP_ADDR") or ":8080"
+    host, sep, port_text = raw.rpartition(":")
+    if not sep:
+        raise ConfigError(f"HTTP_ADDR: expected [host]:port, got {raw!r}")
+    host = host.strip("[]") or "0.0.0.0"
+    try:
+        port = int(port_text)
+    except ValueError:
+        raise ConfigError(f"HTTP_ADDR: bad port in {raw!r}") from None
+    if not 0 <= port <= 65535:
+        raise ConfigError(f"HTTP_ADDR: port {port} is outside 0..65535")
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        if host != "localhost":
+            raise ConfigError(f"HTTP_ADDR: not an IP address: {host!r}") from None
+    return host, port
+
+
+def load_settings(env: Mapping[str, str] | None = None) -> Settings:
+    """Read and validate every variable; raise ConfigError naming the first bad one."""
+    env = os.environ if env is None else env
+    http_host, http_port = _http_addr(env)
+    bind_ip = _ip(env, "SIP_BIND_IP", "127.0.0.1")
+    listen_ip = _ip(env, "SIP_LISTEN_IP", bind_ip)
+    rtp_min = _int(env, "RTP_PORT_MIN", 10000, 1024, 65534)
+    rtp_max = _int(env, "RTP_PORT_MAX", 20000, 1025, 65535)
+    if rtp_max - rtp_min < 3:
+        raise ConfigError(
+            f"RTP_PORT_MAX: must be at least RTP_PORT_MIN+3 (got {rtp_min}..{rtp_max})"
+        )
+    log_level = (_opt(env, "LOG_LEVEL") or "info").lower()
+    if log_level not in LOG_LEVELS:
+        raise ConfigError(f"LOG_LEVEL: must be one of {', '.join(LOG_LEVELS)}, got {log_level!r}")
+    ice = tuple(u.strip() for u in (_opt(env, "ICE_SERVERS") or "").split(",") if u.strip())
+    for url in ice:
+        if not url.startswith(("stun:", "turn:", "turns:")):
+            raise ConfigError(f"ICE_SERVERS: not a stun:/turn: URL: {url!r}")
+    return Settings(
+        instance_id=_opt(env, "INSTANCE_ID") or str(uuid.uuid4()),
+        http_host=http_host,
+        http_port=http_port,
+        sip_bind_ip=bind_ip,
+        sip_listen_ip=listen_ip,
+        sip_port=_int(env, "SIP_PORT", 5060, 0, 65535),
+        sip_host=_opt(env, "SIP_HOST") or "callboard",
+        rtp_port_min=rtp_min,
+        rtp_port_max=rtp_max,
+        ice_servers=ice,
+        recording_dir=_opt(env, "RECORDING_DIR") or "/tmp/recordings",
+        log_level=log_level,
+        webhook_url=_url(env, "WEBHOOK_URL", ("http", "https")),
+        webhook_secret=_opt(env, "WEBHOOK_SECRET"),
+        elevenlabs_api_key=_opt(env, "ELEVENLABS_API_KEY"),
+        vapi_api_key=_opt(env, "VAPI_API_KEY"),
+        deepgram_api_key=_opt(env, "DEEPGRAM_API_KEY"),
+        s3_bucket=_opt(env, "S3_BUCKET"),
+        s3_region=_opt(env, "S3_REGION") or "us-east-1",
+        s3_endpoint=_url(env, "S3_ENDPOINT", ("http", "https")),
+        s3_prefix=_opt(env, "S3_PREFIX"),
+        tts_cache_enabled=_bool(env, "TTS_CACHE_ENABLED", False),
+        tts_cache_dir=_opt(env, "TTS_CACHE_DIR") or "/tmp/tts_cache",
+        tts_cache_include_api_key=_bool(env, "TTS_CACHE_INCLUDE_API_KEY", False),
+        rtp_timeout=_float(env, "RTP_TIMEOUT", 30.0),
+        hold_timeout=_float(env, "HOLD_TIMEOUT", 7200.0),
+        session_expires=_int(env, "SESSION_EXPIRES", 1800, 1, 86400),
+        session_min_se=_int(env, "SESSION_MIN_SE", 90, 1, 86400),
+    )

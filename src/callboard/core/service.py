@@ -1,0 +1,358 @@
+"""The call service: owns every leg, creates SIP legs both ways, publishes their events.
+
+The API layer calls only this object. It holds the registries and the rules of API-NOTES
+(webhook routing, exactly one `leg.disconnected`, RTP and hold timeouts); media work is left to
+the engine and the clock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import OrderedDict
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from callboard.config import Settings
+from callboard.core.errors import BadRequest, NotFound, Unavailable
+from callboard.core.leg import Leg, LegState, LegType
+from callboard.core.sip_leg import SipLeg
+from callboard.events.bus import Event, EventBus
+from callboard.events.metrics import Metrics
+from callboard.events.webhooks import WebhookTarget
+from callboard.media.clock import MediaClock
+from callboard.media.codecs import normalize_codec_name
+from callboard.media.engine import MediaEngine
+from callboard.rtp.ports import PortAllocator
+from callboard.rtp.session import RtpSession
+from callboard.sip.call import OutboundOptions, SipCall, SipUserAgent
+from callboard.sip.errors import SipParseError
+from callboard.sip.message import SipRequest
+from callboard.sip.uri import SipUri
+
+log = logging.getLogger(__name__)
+
+DEFAULT_CODECS = ("PCMU", "PCMA", "G722", "opus")
+# Headers a user may not set on an outbound INVITE: the stack owns them.
+RESERVED_HEADERS = frozenset(
+    h.lower()
+    for h in (
+        "Via",
+        "From",
+        "To",
+        "Call-ID",
+        "CSeq",
+        "Contact",
+        "Max-Forwards",
+        "Content-Length",
+        "Content-Type",
+        "Route",
+        "Record-Route",
+        "Authorization",
+        "Proxy-Authorization",
+        "Session-Expires",
+        "Min-SE",
+        "Supported",
+        "Require",
+    )
+)
+SWEEP_PERIOD = 1.0
+ENDED_WEBHOOK_MEMORY = 4096
+
+
+@dataclass(frozen=True)
+class OutboundRequest:
+    uri: str
+    from_user: str | None = None
+    privacy: str | None = None
+    ring_timeout: int = 0
+    max_duration: int = 0
+    codecs: tuple[str, ...] | None = None
+    headers: tuple[tuple[str, str], ...] = ()
+    auth_username: str | None = None
+    auth_password: str | None = None
+    webhook_url: str | None = None
+    webhook_secret: str | None = None
+    room_id: str | None = None
+    accept_dtmf: bool = True
+    app_id: str | None = None
+
+
+class CallService:
+    def __init__(
+        self,
+        settings: Settings,
+        bus: EventBus,
+        metrics: Metrics,
+        ua: SipUserAgent,
+        engine: MediaEngine,
+        clock: MediaClock,
+    ) -> None:
+        self.settings = settings
+        self.bus = bus
+        self.metrics = metrics
+        self.ua = ua
+        self.engine = engine
+        self.clock = clock
+        self.ports = PortAllocator(settings.rtp_port_min, settings.rtp_port_max)
+        self.legs: dict[str, Leg] = {}
+        # Webhooks of legs that just ended, for events still being routed after removal.
+        self._ended_webhooks: OrderedDict[str, WebhookTarget | None] = OrderedDict()
+        self._sweeper: asyncio.Task[None] | None = None
+        self._tasks: set[asyncio.Task[Any]] = set()
+        ua.on_incoming = self._on_incoming_call
+        metrics.set_gauge_sources(lambda: len(self.legs), lambda: 0)
+
+    # ---- lifecycle ----
+
+    def now(self) -> float:
+        return asyncio.get_running_loop().time()
+
+    async def start(self) -> None:
+        self._sweeper = asyncio.create_task(self._sweep_forever())
+
+    async def shutdown(self) -> None:
+        for leg in list(self.legs.values()):
+            leg.hangup("api_hangup")
+        # Outbound legs being cancelled end when the CANCEL completes; force the rest.
+        for _ in range(20):
+            if not self.legs:
+                break
+            await asyncio.sleep(0.05)
+        for leg in list(self.legs.values()):
+            if isinstance(leg, SipLeg):
+                leg._release("api_hangup")
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    # ---- events ----
+
+    def publish_leg_event(self, leg: Leg, event_type: str, **fields: Any) -> Event:
+        if leg.app_id:
+            fields.setdefault("app_id", leg.app_id)
+        return self.bus.publish(event_type, leg_id=leg.id, **fields)
+
+    def publish_ringing(self, leg: Leg, **fields: Any) -> None:
+        self.publish_leg_event(leg, "leg.ringing", **fields)
+
+    def resolve_webhook(self, event: Event) -> WebhookTarget | None:
+        """API-NOTES routing: the leg's webhook, else the room's, else the global one."""
+        leg_id = event.get("leg_id")
+        if leg_id:
+            leg = self.legs.get(leg_id)
+            target = leg.webhook if leg is not None else self._ended_webhooks.get(leg_id)
+            if target is not None:
+                return target
+        if self.settings.webhook_url:
+            return WebhookTarget(self.settings.webhook_url, self.settings.webhook_secret)
+        return None
+
+    # ---- lookups ----
+
+    def get_leg(self, leg_id: str) -> Leg:
+        leg = self.legs.get(leg_id)
+        if leg is None:
+            raise NotFound(f"leg {leg_id} not found")
+        return leg
+
+    def list_legs(self) -> list[Leg]:
+        return list(self.legs.values())
+
+    # ---- leg bookkeeping ----
+
+    def _register(self, leg: Leg) -> None:
+        self.legs[leg.id] = leg
+        self.metrics.leg_state(leg.type.value, leg.state.value)
+
+    def attach_media(self, leg: Leg) -> None:
+        endpoint = leg.endpoint()
+        if endpoint is not None:
+            self.engine.attach(leg.id, endpoint)
+            leg.media_attached = True
+
+    def media_ready(self, leg: Leg) -> None:
+        """The leg reached early_media or connected (rooms hook in here)."""
+
+    def hold_changed(self, leg: Leg) -> None:
+        """Hold state changed (rooms keep running; nothing to do for a lone leg)."""
+
+    def leg_finished(self, leg: Leg, reason: str) -> None:
+        """The one place a leg ends: state, media, the single leg.disconnected, metrics."""
+        if leg.ended:
+            return
+        now = self.now()
+        leg.playbacks.stop_all()
+        leg.set_state(LegState.HUNG_UP)
+        leg.end_reason = reason
+        leg.ended_at = now
+        self.engine.detach(leg.id)
+        total = now - leg.created_at
+        answered = now - leg.answered_at if leg.answered_at is not None else 0.0
+        cdr = {
+            "reason": reason,
+            "duration_total": round(total, 3),
+            "duration_answered": round(answered, 3),
+        }
+        fields: dict[str, Any] = {"leg_type": leg.type.value, "cdr": cdr}
+        quality = leg.quality()
+        if quality is not None:
+            fields["quality"] = quality
+        self._ended_webhooks[leg.id] = leg.webhook
+        while len(self._ended_webhooks) > ENDED_WEBHOOK_MEMORY:
+            self._ended_webhooks.popitem(last=False)
+        self.legs.pop(leg.id, None)
+        self.publish_leg_event(leg, "leg.disconnected", **fields)
+        self.metrics.leg_ended(leg.type.value, reason, answered, total)
+        log.info("leg %s ended: %s after %.1fs", leg.id, reason, total)
+
+    # ---- outbound ----
+
+    def validate_outbound(self, req: OutboundRequest) -> tuple[SipUri, tuple[str, ...]]:
+        try:
+            uri = SipUri.parse(req.uri)
+        except SipParseError as exc:
+            raise BadRequest(f"invalid SIP URI {req.uri!r}: {exc}") from None
+        if not uri.host:
+            raise BadRequest(f"invalid SIP URI {req.uri!r}: no host")
+        if uri.transport not in ("udp", "tcp"):
+            raise BadRequest(f"unsupported SIP transport {uri.transport!r} (udp and tcp are)")
+        codecs: list[str] = []
+        for name in req.codecs or DEFAULT_CODECS:
+            try:
+                codec = normalize_codec_name(name)
+            except ValueError:
+                raise BadRequest(
+                    f"unknown codec {name!r} (supported: {', '.join(DEFAULT_CODECS)})"
+                ) from None
+            if codec not in codecs:
+                codecs.append(codec)
+        if not codecs:
+            raise BadRequest("codecs must not be empty")
+        for name, value in req.headers:
+            if name.lower() in RESERVED_HEADERS:
+                raise BadRequest(f"header {name!r} is set by the server and cannot be overridden")
+            if not name or any(c in name for c in " :\r\n\t") or any(c in value for c in "\r\n"):
+                raise BadRequest(f"invalid SIP header {name!r}")
+        if req.from_user is not None and (
+            not req.from_user or any(c in req.from_user for c in ' <>@:;\r\n"')
+        ):
+            raise BadRequest(f"invalid from user part {req.from_user!r}")
+        if req.privacy is not None and any(c in req.privacy for c in "\r\n"):
+            raise BadRequest("invalid privacy value")
+        return uri, tuple(codecs)
+
+    async def create_outbound(self, req: OutboundRequest) -> Leg:
+        uri, codecs = self.validate_outbound(req)
+        webhook = WebhookTarget(req.webhook_url, req.webhook_secret) if req.webhook_url else None
+        leg = SipLeg(
+            self,
+            LegType.SIP_OUTBOUND,
+            webhook=webhook,
+            app_id=req.app_id,
+            accept_dtmf=req.accept_dtmf,
+        )
+        leg.max_duration = req.max_duration
+        rtp = RtpSession(bind_ip=self.settings.sip_listen_ip, ports=self.ports)
+        try:
+            port = await rtp.open()
+        except OSError as exc:
+            raise Unavailable(f"no RTP port available: {exc}") from None
+        leg.rtp = rtp
+        call = self.ua.new_outbound_call(leg, port, codecs)
+        leg.call = call
+        self._register(leg)
+        if req.ring_timeout > 0:
+            call.set_ring_timeout(req.ring_timeout)
+        options = OutboundOptions(
+            uri=uri,
+            from_user=req.from_user,
+            privacy=req.privacy,
+            headers=req.headers,
+            codecs=codecs,
+            auth_username=req.auth_username,
+            auth_password=req.auth_password,
+        )
+        self._spawn(call.start_outbound(options))
+        return leg
+
+    # ---- inbound ----
+
+    def _on_incoming_call(self, call: SipCall, request: SipRequest) -> None:
+        headers = _x_headers(request.headers.items())
+        url = _header(headers, "X-Webhook-URL")
+        webhook = None
+        if url and url.startswith(("http://", "https://")):
+            webhook = WebhookTarget(url, _header(headers, "X-Webhook-Secret"))
+        app_id = _header(headers, "X-App-ID")
+        leg = SipLeg(self, LegType.SIP_INBOUND, webhook=webhook, app_id=app_id)
+        leg.sip_headers = headers
+        leg.call = call
+        call.listener = leg
+        self._register(leg)
+        self._spawn(self._setup_inbound(leg, call, request))
+
+    async def _setup_inbound(self, leg: SipLeg, call: SipCall, request: SipRequest) -> None:
+        rtp = RtpSession(bind_ip=self.settings.sip_listen_ip, ports=self.ports)
+        try:
+            port = await rtp.open()
+        except OSError as exc:
+            log.warning("inbound call %s: no RTP port: %s", call.call_id, exc)
+            call.reject(503, reason="connect_failed")
+            return
+        if call.ended:
+            rtp.close()
+            return
+        leg.rtp = rtp
+        call.sdp.local_port = port
+        call.accept_incoming(request, call._server_tx)
+        leg.media_ready.set()
+        self.publish_ringing(
+            leg,
+            **{
+                "from": str(request.from_addr.uri),
+                "to": str(request.to_addr.uri),
+                "sip_headers": leg.sip_headers or {},
+            },
+        )
+
+    # ---- timeouts ----
+
+    async def _sweep_forever(self) -> None:
+        while True:
+            await asyncio.sleep(SWEEP_PERIOD)
+            try:
+                self._sweep()
+            except Exception:
+                log.exception("leg sweep failed")
+
+    def _sweep(self) -> None:
+        now = self.now()
+        for leg in list(self.legs.values()):
+            if not isinstance(leg, SipLeg):
+                continue
+            if leg.state is LegState.CONNECTED and not leg.held:
+                last = leg.last_media_activity()
+                if last is not None and now - last > self.settings.rtp_timeout:
+                    log.info("leg %s: no RTP for %.0fs", leg.id, now - last)
+                    leg.hangup("rtp_timeout")
+            elif leg.held_since is not None and now - leg.held_since > self.settings.hold_timeout:
+                leg.hangup("hold_timeout")
+
+
+def _x_headers(items: Iterable[tuple[str, str]]) -> dict[str, str]:
+    """The X-* headers of an INVITE, names as the caller wrote them."""
+    return {name: value for name, value in items if name.lower().startswith("x-")}
+
+
+def _header(headers: dict[str, str], name: str) -> str | None:
+    lowered = name.lower()
+    for key, value in headers.items():
+        if key.lower() == lowered:
+            return value
+    return None

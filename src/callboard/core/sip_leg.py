@@ -1,0 +1,222 @@
+"""A leg carried by a SIP call and an RTP session."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import TYPE_CHECKING, Any
+
+from callboard.core.errors import BadRequest, Conflict, Unavailable
+from callboard.core.leg import Leg, LegState, LegType
+from callboard.rtp.session import RtpSession
+from callboard.sdp.negotiation import NegotiatedMedia
+from callboard.sip.call import SipCall, SipCallError
+
+if TYPE_CHECKING:
+    from callboard.core.service import CallService
+    from callboard.events.webhooks import WebhookTarget
+    from callboard.media.engine import MediaEndpoint
+
+log = logging.getLogger(__name__)
+
+MEDIA_SETUP_TIMEOUT = 5.0
+
+
+class SipLeg(Leg):
+    """Adapts a `SipCall` (signalling) and an `RtpSession` (media) to the leg model."""
+
+    def __init__(
+        self,
+        service: CallService,
+        leg_type: LegType,
+        *,
+        webhook: WebhookTarget | None = None,
+        app_id: str | None = None,
+        accept_dtmf: bool = True,
+    ) -> None:
+        super().__init__(service, leg_type, webhook=webhook, app_id=app_id, accept_dtmf=accept_dtmf)
+        self.call: SipCall | None = None
+        self.rtp: RtpSession | None = None
+        self.max_duration = 0
+        self.codec: str | None = None
+        self._media_configured = False
+        self._timers: list[asyncio.TimerHandle] = []
+        self._hangup_requested: str | None = None
+        self.held_since: float | None = None
+        # Set once the RTP socket is bound and the call can produce SDP (inbound legs).
+        self.media_ready = asyncio.Event()
+
+    def endpoint(self) -> MediaEndpoint | None:
+        return self.rtp if self._media_configured else None
+
+    # ---- media ----
+
+    def _apply_media(self, media: NegotiatedMedia) -> None:
+        rtp = self.rtp
+        if rtp is None:
+            return
+        rtp.configure(
+            remote=(media.remote_ip, media.remote_port),
+            remote_rtcp=media.remote_rtcp,
+            codec=media.codec.name,
+            payload_type=media.codec.payload_type,
+            dtmf_payload_type=media.dtmf_payload_type,
+        )
+        direction = media.local_direction
+        rtp.set_direction(
+            send=direction in ("sendrecv", "sendonly"),
+            receive=direction in ("sendrecv", "recvonly"),
+        )
+        self.codec = media.codec.name
+        if not self._media_configured:
+            self._media_configured = True
+            rtp.on_dtmf = self.dtmf_received
+            self.service.attach_media(self)
+
+    # ---- CallListener ----
+
+    def call_ringing(self, call: SipCall) -> None:
+        if self.type is LegType.SIP_OUTBOUND:
+            self.service.publish_ringing(self)
+
+    def call_early_media(self, call: SipCall, media: NegotiatedMedia) -> None:
+        self._apply_media(media)
+        self.set_state(LegState.EARLY_MEDIA)
+        self.publish("leg.early_media", leg_type=self.type.value)
+        self.service.media_ready(self)
+
+    def call_answered(self, call: SipCall, media: NegotiatedMedia) -> None:
+        self._apply_media(media)
+        self._connected()
+
+    def _connected(self) -> None:
+        loop = asyncio.get_running_loop()
+        self.answered_at = self.service.now()
+        self.set_state(LegState.CONNECTED)
+        self.publish("leg.connected", leg_type=self.type.value)
+        if self.max_duration > 0:
+            self._timers.append(loop.call_later(self.max_duration, self.hangup, "max_duration"))
+        self.service.media_ready(self)
+
+    def call_media_changed(self, call: SipCall, media: NegotiatedMedia) -> None:
+        self._apply_media(media)
+
+    def call_hold_changed(self, call: SipCall) -> None:
+        held = call.held
+        if held == self.held:
+            return
+        self.held = held
+        self.held_since = self.service.now() if held else None
+        if self.state in (LegState.CONNECTED, LegState.HELD):
+            self.set_state(LegState.HELD if held else LegState.CONNECTED)
+        self.service.hold_changed(self)
+        self.publish("leg.hold" if held else "leg.unhold", leg_type=self.type.value)
+
+    def call_dtmf(self, call: SipCall, digit: str) -> None:
+        self.dtmf_received(digit)
+
+    def call_ended(self, call: SipCall, reason: str) -> None:
+        self._release(self._hangup_requested or reason)
+
+    # ---- operations ----
+
+    async def _await_media(self) -> None:
+        try:
+            await asyncio.wait_for(self.media_ready.wait(), MEDIA_SETUP_TIMEOUT)
+        except TimeoutError:
+            raise Unavailable("media setup did not complete") from None
+
+    async def answer(self) -> None:
+        if self.type is not LegType.SIP_INBOUND:
+            raise BadRequest("only sip_inbound legs can be answered")
+        if self.state not in (LegState.RINGING, LegState.EARLY_MEDIA) or self.call is None:
+            raise Conflict(f"leg is {self.state.value}, not ringing or early_media")
+        await self._await_media()
+        if self.state not in (LegState.RINGING, LegState.EARLY_MEDIA):
+            raise Conflict(f"leg is {self.state.value}, not ringing or early_media")
+        try:
+            media = self.call.answer()
+        except SipCallError as exc:
+            raise Conflict(str(exc)) from None
+        if media is not None:
+            self._apply_media(media)
+        self._connected()
+
+    async def early_media(self) -> None:
+        if self.type is not LegType.SIP_INBOUND:
+            raise BadRequest("only sip_inbound legs can send early media")
+        if self.state is not LegState.RINGING or self.call is None:
+            raise Conflict(f"leg is {self.state.value}, not ringing")
+        await self._await_media()
+        if self.state is not LegState.RINGING:
+            raise Conflict(f"leg is {self.state.value}, not ringing")
+        try:
+            media = self.call.early_media()
+        except SipCallError as exc:
+            raise Conflict(str(exc)) from None
+        if media is not None:
+            self._apply_media(media)
+        self.set_state(LegState.EARLY_MEDIA)
+        self.publish("leg.early_media", leg_type=self.type.value)
+        self.service.media_ready(self)
+
+    def hold(self, on: bool) -> None:
+        if self.call is None:
+            raise Conflict("leg has no call")
+        if on and (self.state is not LegState.CONNECTED or self.call.held_by_us):
+            raise Conflict(
+                f"leg is {self.state.value}{' and held' if self.held else ''}; "
+                "only a connected leg that is not held can be held"
+            )
+        if not on and not self.call.held_by_us:
+            raise Conflict("leg is not held")
+        try:
+            self.call.hold(on)
+        except SipCallError as exc:
+            raise Conflict(str(exc)) from None
+
+    def send_dtmf(self, digits: str) -> None:
+        digits = self.check_digits(digits)
+        if self.rtp is None or not self._media_configured:
+            raise Conflict(f"leg is {self.state.value} and has no media to send DTMF on")
+        self.rtp.send_dtmf(digits)
+
+    def hangup(self, reason: str = "api_hangup") -> None:
+        if self.ended:
+            return
+        self._hangup_requested = self._hangup_requested or reason
+        if self.call is not None and not self.call.ended:
+            self.call.hangup(reason)
+            # An outbound call being cancelled ends when the CANCEL completes.
+            if not self.call.ended:
+                return
+        self._release(reason)
+
+    def _release(self, reason: str) -> None:
+        if self.ended:
+            return
+        for handle in self._timers:
+            handle.cancel()
+        self._timers.clear()
+        self.service.leg_finished(self, reason)
+        if self.rtp is not None:
+            self.rtp.close()
+
+    def quality(self) -> dict[str, Any] | None:
+        if self.rtp is None:
+            return None
+        stats = self.rtp.stats
+        if stats.packets_received == 0:
+            return None
+        return {
+            "mos_score": round(stats.mos, 2) if stats.mos is not None else None,
+            "rtp_packets_received": stats.packets_received,
+            "rtp_packets_lost": stats.packets_lost,
+            "rtp_jitter_ms": round(stats.jitter_ms, 2),
+        }
+
+    def last_media_activity(self) -> float | None:
+        """loop.time() of the last RTP packet, else of the answer."""
+        if self.rtp is not None and self.rtp.last_rtp_time is not None:
+            return max(self.rtp.last_rtp_time, self.answered_at or 0.0)
+        return self.answered_at

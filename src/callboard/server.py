@@ -1,0 +1,118 @@
+"""Wires the layers together and runs them on one uvloop event loop."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import Iterator
+
+import uvicorn
+
+from callboard.api.app import create_app
+from callboard.api.commands import Commands
+from callboard.config import Settings
+from callboard.core.service import CallService
+from callboard.events.bus import EventBus
+from callboard.events.metrics import Metrics
+from callboard.events.vsi import VsiHub
+from callboard.events.webhooks import WebhookSink
+from callboard.media.clock import MediaClock
+from callboard.media.engine import MediaEngine
+from callboard.sip.call import SipUserAgent, TimerSettings
+
+log = logging.getLogger(__name__)
+
+
+class _Uvicorn(uvicorn.Server):
+    """Uvicorn without its own signal handling: shutdown order is ours (legs first)."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+class Callboard:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.bus = EventBus(settings.instance_id)
+        self.metrics = Metrics()
+        self.vsi_hub = VsiHub()
+        self.clock = MediaClock()
+        self.engine = MediaEngine()
+        self.clock.add_tick_function(self.engine.tick)
+        self.ua = SipUserAgent(
+            listen_ip=settings.sip_listen_ip,
+            advertised_ip=settings.sip_bind_ip,
+            port=settings.sip_port,
+            user_agent=settings.sip_host,
+            timers=TimerSettings(
+                session_expires=settings.session_expires, min_se=settings.session_min_se
+            ),
+        )
+        self.service = CallService(
+            settings, self.bus, self.metrics, self.ua, self.engine, self.clock
+        )
+        self.webhooks = WebhookSink(self.service.resolve_webhook)
+        self.bus.add_sink(self.webhooks)
+        self.bus.add_sink(self.vsi_hub)
+        self.commands = Commands(self.service)
+        self.app = create_app(self.commands, self.vsi_hub, self.metrics)
+        self._stopping = False
+        self._http: _Uvicorn | None = None
+
+    async def run(self) -> None:
+        await self.webhooks.start()
+        await self.ua.start()
+        await self.service.start()
+        self.clock.start()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, self.request_stop)
+        config = uvicorn.Config(
+            self.app,
+            host=self.settings.http_host,
+            port=self.settings.http_port,
+            log_level="warning",
+            access_log=False,
+            lifespan="off",
+            ws_ping_interval=None,
+            timeout_graceful_shutdown=3,
+        )
+        self._http = _Uvicorn(config)
+        log.info(
+            "callboard %s: HTTP %s:%d, SIP %s:%d (udp+tcp), RTP %d-%d",
+            self.settings.instance_id,
+            self.settings.http_host,
+            self.settings.http_port,
+            self.settings.sip_bind_ip,
+            self.ua.port,
+            self.settings.rtp_port_min,
+            self.settings.rtp_port_max,
+        )
+        try:
+            await self._http.serve()
+        finally:
+            await self._cleanup()
+
+    def request_stop(self) -> None:
+        if self._stopping:
+            return
+        self._stopping = True
+        log.info("shutting down: hanging up %d legs", len(self.service.legs))
+        asyncio.get_running_loop().create_task(self._stop())
+
+    async def _stop(self) -> None:
+        await self.service.shutdown()
+        # Let the VSI senders flush the final events before the sockets close.
+        await asyncio.sleep(0.2)
+        if self._http is not None:
+            self._http.should_exit = True
+
+    async def _cleanup(self) -> None:
+        if not self._stopping:
+            await self.service.shutdown()
+        self.clock.stop()
+        await self.webhooks.close(drain_timeout=10.0)
+        await self.ua.close()

@@ -1,0 +1,45 @@
+"""Call set-up steps shared by the integration tests (two servers and a webhook receiver)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tests.helpers.server import ServerFactory, ServerProcess
+from tests.helpers.webhooks import WebhookReceiver
+
+
+def pair(
+    server_factory: ServerFactory, hooks: WebhookReceiver, **env: str
+) -> tuple[ServerProcess, ServerProcess]:
+    """Two instances reporting to one webhook receiver; events tell them apart by instance_id."""
+    a = server_factory(WEBHOOK_URL=hooks.url, **env)
+    b = server_factory(WEBHOOK_URL=hooks.url, **env)
+    return a, b
+
+
+def dial(
+    a: ServerProcess, b: ServerProcess, hooks: WebhookReceiver, **body: Any
+) -> tuple[str, str]:
+    """A calls B; returns (A's outbound leg id, B's ringing inbound leg id)."""
+    request = {"type": "sip", "uri": b.sip_uri("bob"), **body}
+    response = a.api("POST", "/legs", request)
+    assert response.status_code == 201, response.text
+    a_leg = response.json()["id"]
+    ringing = hooks.wait_for("leg.ringing", instance_id=b.instance_id)
+    return a_leg, ringing["leg_id"]
+
+
+def connect(
+    a: ServerProcess, b: ServerProcess, hooks: WebhookReceiver, **body: Any
+) -> tuple[str, str]:
+    """A calls B and B answers; returns both leg ids once both are connected."""
+    a_leg, b_leg = dial(a, b, hooks, **body)
+    response = b.api("POST", f"/legs/{b_leg}/answer")
+    assert response.status_code == 200, response.text
+    hooks.wait_for("leg.connected", leg_id=a_leg)
+    hooks.wait_for("leg.connected", leg_id=b_leg)
+    return a_leg, b_leg
+
+
+def disconnected(hooks: WebhookReceiver, leg_id: str, timeout: float = 10.0) -> dict[str, Any]:
+    return dict(hooks.wait_for("leg.disconnected", timeout=timeout, leg_id=leg_id))
