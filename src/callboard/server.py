@@ -42,6 +42,7 @@ class Callboard:
         self.clock = MediaClock()
         self.engine = MediaEngine()
         self.clock.add_tick_function(self.engine.tick)
+        self.metrics.add_media_clock(self.clock.stats)
         self.ua = SipUserAgent(
             listen_ip=settings.sip_listen_ip,
             advertised_ip=settings.sip_bind_ip,

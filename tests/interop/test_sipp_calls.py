@@ -130,3 +130,29 @@ def test_digest_challenge_without_credentials(
     end = webhook_receiver.wait_for("leg.disconnected", leg_id=leg["id"])
     assert end["cdr"]["reason"] == "unauthorized"
     callee.kill()
+
+
+def test_delayed_offer_invite_without_sdp(
+    hooked_server: ServerProcess, webhook_receiver: WebhookReceiver, sipp: SippRunner
+) -> None:
+    """INVITE without SDP: we offer in the 200, SIPp answers in the ACK, media flows."""
+    hooks = webhook_receiver
+    caller = sipp.start("uac_late_offer", hooked_server.sip_target, timeout=30)
+    leg_id = hooks.wait_for("leg.ringing")["leg_id"]
+    assert hooked_server.api("POST", f"/legs/{leg_id}/answer").status_code == 200
+    caller.wait().assert_ok()
+    end = hooks.wait_for("leg.disconnected", leg_id=leg_id)
+    assert end["cdr"]["reason"] == "remote_bye"
+    assert end["quality"]["rtp_packets_received"] >= 80
+
+
+def test_sipp_over_tcp(
+    hooked_server: ServerProcess, webhook_receiver: WebhookReceiver, sipp: SippRunner
+) -> None:
+    hooks = webhook_receiver
+    caller = sipp.start("uac_pcma_audio", hooked_server.sip_target, transport="t1", timeout=30)
+    leg_id = hooks.wait_for("leg.ringing")["leg_id"]
+    hooked_server.api("POST", f"/legs/{leg_id}/answer")
+    caller.wait().assert_ok()
+    end = hooks.wait_for("leg.disconnected", leg_id=leg_id)
+    assert end["cdr"]["reason"] == "remote_bye"

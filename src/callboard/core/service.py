@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -28,6 +29,7 @@ from callboard.rtp.ports import PortAllocator
 from callboard.rtp.session import RtpSession
 from callboard.sip.call import OutboundOptions, SipCall, SipUserAgent
 from callboard.sip.errors import SipParseError
+from callboard.sip.grammar import is_token
 from callboard.sip.message import SipRequest
 from callboard.sip.uri import SipUri
 
@@ -57,6 +59,8 @@ RESERVED_HEADERS = frozenset(
         "Require",
     )
 )
+# Control characters other than HTAB never belong in a header field (CR/LF would split it).
+_CONTROL_RE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 SWEEP_PERIOD = 1.0
 ENDED_WEBHOOK_MEMORY = 4096
 
@@ -214,21 +218,28 @@ class CallService:
     # ---- outbound ----
 
     def validate_outbound(self, req: OutboundRequest) -> tuple[SipUri, tuple[str, ...]]:
+        shown = _shorten(req.uri)
         try:
             uri = SipUri.parse(req.uri)
         except SipParseError as exc:
-            raise BadRequest(f"invalid SIP URI {req.uri!r}: {exc}") from None
+            raise BadRequest(f"invalid SIP URI {shown}: {_shorten(str(exc), 120)}") from None
         if not uri.host:
-            raise BadRequest(f"invalid SIP URI {req.uri!r}: no host")
+            raise BadRequest(f"invalid SIP URI {shown}: no host")
+        if uri.host.startswith("[") and ":" not in self.settings.sip_listen_ip:
+            raise BadRequest(f"cannot reach the IPv6 address in {shown}: SIP listens on IPv4")
         if uri.transport not in ("udp", "tcp"):
             raise BadRequest(f"unsupported SIP transport {uri.transport!r} (udp and tcp are)")
+        if uri.scheme == "sips":
+            raise BadRequest(f"sips: URIs need TLS, which this server does not offer: {shown}")
+        if uri.headers:
+            raise BadRequest(f"invalid SIP URI {shown}: no headers (?...) in a Request-URI")
         codecs: list[str] = []
         for name in req.codecs or DEFAULT_CODECS:
             try:
                 codec = normalize_codec_name(name)
             except ValueError:
                 raise BadRequest(
-                    f"unknown codec {name!r} (supported: {', '.join(DEFAULT_CODECS)})"
+                    f"unknown codec {_shorten(name)} (supported: {', '.join(DEFAULT_CODECS)})"
                 ) from None
             if codec not in codecs:
                 codecs.append(codec)
@@ -236,14 +247,18 @@ class CallService:
             raise BadRequest("codecs must not be empty")
         for name, value in req.headers:
             if name.lower() in RESERVED_HEADERS:
-                raise BadRequest(f"header {name!r} is set by the server and cannot be overridden")
-            if not name or any(c in name for c in " :\r\n\t") or any(c in value for c in "\r\n"):
-                raise BadRequest(f"invalid SIP header {name!r}")
+                raise BadRequest(
+                    f"header {_shorten(name)} is set by the server and cannot be overridden"
+                )
+            if not is_token(name) or _CONTROL_RE.search(value):
+                raise BadRequest(f"invalid SIP header {_shorten(name)}")
         if req.from_user is not None and (
-            not req.from_user or any(c in req.from_user for c in ' <>@:;\r\n"')
+            not req.from_user
+            or _CONTROL_RE.search(req.from_user)
+            or any(c in req.from_user for c in ' <>@:;"')
         ):
-            raise BadRequest(f"invalid from user part {req.from_user!r}")
-        if req.privacy is not None and any(c in req.privacy for c in "\r\n"):
+            raise BadRequest(f"invalid from user part {_shorten(req.from_user)}")
+        if req.privacy is not None and _CONTROL_RE.search(req.privacy):
             raise BadRequest("invalid privacy value")
         return uri, tuple(codecs)
 
@@ -258,6 +273,7 @@ class CallService:
             accept_dtmf=req.accept_dtmf,
         )
         leg.max_duration = req.max_duration
+        leg.dialed_uri = req.uri
         rtp = RtpSession(bind_ip=self.settings.sip_listen_ip, ports=self.ports)
         try:
             port = await rtp.open()
@@ -343,6 +359,12 @@ class CallService:
                     leg.hangup("rtp_timeout")
             elif leg.held_since is not None and now - leg.held_since > self.settings.hold_timeout:
                 leg.hangup("hold_timeout")
+
+
+def _shorten(text: str, limit: int = 80) -> str:
+    """User input echoed in an error, cut so a megabyte of it never lands in a log line."""
+    shown = repr(text)
+    return shown if len(shown) <= limit else shown[: limit - 3] + "..."
 
 
 def _x_headers(items: Iterable[tuple[str, str]]) -> dict[str, str]:

@@ -38,6 +38,7 @@ class SipLeg(Leg):
         self.call: SipCall | None = None
         self.rtp: RtpSession | None = None
         self.max_duration = 0
+        self.dialed_uri: str | None = None  # outbound: the URI as the API caller gave it
         self.codec: str | None = None
         self._media_configured = False
         self._timers: list[asyncio.TimerHandle] = []
@@ -77,7 +78,8 @@ class SipLeg(Leg):
 
     def call_ringing(self, call: SipCall) -> None:
         if self.type is LegType.SIP_OUTBOUND:
-            self.service.publish_ringing(self)
+            fields = {"uri": self.dialed_uri, "from": call.invite_from}
+            self.service.publish_ringing(self, **{k: v for k, v in fields.items() if v})
 
     def call_early_media(self, call: SipCall, media: NegotiatedMedia) -> None:
         self._apply_media(media)

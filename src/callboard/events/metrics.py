@@ -9,6 +9,8 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Callable
+from functools import partial
+from typing import Protocol
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -31,7 +33,15 @@ CALL_DURATION_BUCKETS: tuple[float, ...] = (
     5400, 7200,
 )  # fmt: skip
 
-GaugeSource = Callable[[], int]
+GaugeSource = Callable[[], float]
+
+
+class TickStatsSource(Protocol):
+    skipped: int
+
+    def lateness_percentile(self, q: float) -> float: ...
+
+    def busy_percentile(self, q: float) -> float: ...
 
 
 def _zero() -> int:
@@ -81,6 +91,30 @@ class Metrics:
             buckets=CALL_DURATION_BUCKETS,
             registry=self.registry,
         )
+
+    def add_media_clock(self, stats: TickStatsSource) -> None:
+        """Expose the media clock's recent tick lateness and busy time (read at scrape)."""
+        quantiles = (("0.5", 50.0), ("0.99", 99.0))
+        late = Gauge(
+            "callboard_media_tick_lateness_seconds",
+            "How late media ticks ran past their deadline (recent window)",
+            ["quantile"],
+            registry=self.registry,
+        )
+        busy = Gauge(
+            "callboard_media_tick_busy_seconds",
+            "Time spent inside one media tick (recent window)",
+            ["quantile"],
+            registry=self.registry,
+        )
+        for label, q in quantiles:
+            late.labels(quantile=label).set_function(partial(stats.lateness_percentile, q))
+            busy.labels(quantile=label).set_function(partial(stats.busy_percentile, q))
+        Gauge(
+            "callboard_media_ticks_skipped",
+            "Media ticks skipped after a stall",
+            registry=self.registry,
+        ).set_function(lambda: stats.skipped)
 
     def set_gauge_sources(
         self, active_legs: Callable[[], int], active_rooms: Callable[[], int]

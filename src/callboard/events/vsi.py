@@ -46,6 +46,15 @@ class _Outgoing:
         return self._text
 
 
+class _DropMarker:
+    """Stands in the buffer exactly where events were lost, counting them."""
+
+    __slots__ = ("count",)
+
+    def __init__(self) -> None:
+        self.count = 0
+
+
 def dropped_notice(count: int) -> str:
     return json.dumps({"type": "events_dropped", "count": count}, separators=(",", ":"))
 
@@ -63,10 +72,9 @@ class VsiSubscriber:
         self._max_buffer = max_buffer
         # One FIFO for events and control texts so that the client sees them in the order
         # they were offered; only events count against max_buffer.
-        self._buffer: deque[_Outgoing | str] = deque()
+        self._buffer: deque[_Outgoing | _DropMarker | str] = deque()
         self._events_buffered = 0
         self._controls_buffered = 0
-        self._dropped_pending = 0
         self.dropped_total = 0
         self.controls_dropped = 0
         self._closed = False
@@ -104,7 +112,14 @@ class VsiSubscriber:
         if self._closed or not self.matches(outgoing.event):
             return
         if self._events_buffered >= self._max_buffer:
-            self._dropped_pending += 1
+            # The notice goes where the gap is: after the older events still buffered and
+            # before the next event delivered, so a client that resyncs on it sees no stale
+            # events afterwards.
+            marker = self._buffer[-1] if self._buffer else None
+            if not isinstance(marker, _DropMarker):
+                marker = _DropMarker()
+                self._buffer.append(marker)
+            marker.count += 1
             self.dropped_total += 1
             return
         self._buffer.append(outgoing)
@@ -130,12 +145,10 @@ class VsiSubscriber:
         while True:
             if self._closed:
                 raise VsiClosed
-            if self._dropped_pending:
-                # Drops only happen while the buffer is full, so an event always follows.
-                count, self._dropped_pending = self._dropped_pending, 0
-                return dropped_notice(count)
             if self._buffer:
                 entry = self._buffer.popleft()
+                if isinstance(entry, _DropMarker):
+                    return dropped_notice(entry.count)
                 if isinstance(entry, str):
                     self._controls_buffered -= 1
                     return entry

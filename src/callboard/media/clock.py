@@ -66,6 +66,7 @@ class MediaClock:
         self._handle: asyncio.TimerHandle | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._start = 0.0
+        self._mono_start = 0.0
         self._index = 0
 
     def add_tick_function(self, fn: Callable[[], None]) -> None:
@@ -78,6 +79,9 @@ class MediaClock:
     def start(self) -> None:
         self._loop = asyncio.get_running_loop()
         self._start = self._loop.time()
+        # uvloop's loop.time() has millisecond resolution: lateness is measured on the finer
+        # monotonic clock against the same schedule.
+        self._mono_start = time.monotonic()
         self._index = 1
         self._handle = self._loop.call_at(self._start + self.period, self._tick)
 
@@ -89,16 +93,15 @@ class MediaClock:
     def _tick(self) -> None:
         loop = self._loop
         assert loop is not None
-        deadline = self._start + self._index * self.period
-        now = loop.time()
-        began = time.perf_counter()
+        began = time.monotonic()
+        lateness = began - (self._mono_start + self._index * self.period)
         for fn in self._tick_functions:
             try:
                 fn()
             except Exception:
                 # A bug in one stage must not stop the clock for every other call.
                 log.exception("media tick function %r failed", fn)
-        self.stats.record(now - deadline, time.perf_counter() - began)
+        self.stats.record(lateness, time.monotonic() - began)
         self._index += 1
         behind = int((loop.time() - self._start) / self.period) - self._index
         if behind > MAX_CATCH_UP:

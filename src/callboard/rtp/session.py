@@ -129,6 +129,7 @@ class RtpSession:
         self._sent_at_last_report = 0
         # Counters.
         self._packets_sent = 0
+        self._send_errors = 0
         self._octets_sent = 0
         self._invalid = 0
         self._unknown_pt = 0
@@ -245,10 +246,11 @@ class RtpSession:
                 digit = self._dtmf_receiver.feed(timestamp, payload)
                 if digit is not None and self.on_dtmf is not None:
                     self._report_digit(self.on_dtmf, digit)
-        except Exception:
-            # A datagram callback must never raise: garbage is counted and dropped.
+        except Exception as exc:
+            # A datagram callback must never raise: garbage is counted and dropped (and
+            # logged without a stack trace: a flood of it must not flood the log).
             self._invalid += 1
-            log.debug("dropped RTP packet", exc_info=True)
+            log.debug("dropped RTP packet from %s: %r", addr, exc)
 
     @staticmethod
     def _report_digit(callback: Callable[[str], None], digit: str) -> None:
@@ -351,8 +353,12 @@ class RtpSession:
         self._seq = (self._seq + 1) & 0xFFFF
         try:
             self._rtp.sendto(packet, self._remote)
-        except OSError:
-            log.debug("RTP send failed", exc_info=True)
+        except (OSError, ValueError) as exc:
+            # uvloop raises ValueError for an address this socket cannot reach (an IPv6 one
+            # on an IPv4 socket). Only this leg loses the packet; the tick goes on.
+            self._send_errors += 1
+            if self._send_errors == 1:
+                log.info("RTP send to %s failed: %s", self._remote, exc)
             return
         self._packets_sent += 1
         self._octets_sent += len(payload)
@@ -414,8 +420,8 @@ class RtpSession:
             return
         try:
             self._rtcp.sendto(data, self._remote_rtcp)
-        except OSError:
-            log.debug("RTCP send failed", exc_info=True)
+        except (OSError, ValueError) as exc:
+            log.debug("RTCP send to %s failed: %s", self._remote_rtcp, exc)
 
     def _on_rtcp(self, data: bytes, addr: Any) -> None:
         try:
@@ -433,9 +439,9 @@ class RtpSession:
                     self._take_rtt(packet.reports)
                 elif isinstance(packet, rtcp.Goodbye):
                     self.remote_bye = True
-        except Exception:
+        except Exception as exc:
             self._invalid += 1
-            log.debug("dropped RTCP packet", exc_info=True)
+            log.debug("dropped RTCP packet from %s: %r", addr, exc)
 
     def _take_rtt(self, blocks: tuple[rtcp.ReportBlock, ...]) -> None:
         for block in blocks:

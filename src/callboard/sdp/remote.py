@@ -8,6 +8,7 @@ wins over session level; RFC 3605 ``a=rtcp`` or port + 1), ptime, and which
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from collections.abc import Collection
 from dataclasses import dataclass
@@ -37,12 +38,23 @@ def is_rtp_audio(media: MediaDescription) -> bool:
 
 
 def remote_endpoint(session: SessionDescription, media: MediaDescription) -> RemoteEndpoint | None:
-    """Where the peer receives RTP and RTCP for ``media``; None without any c= address."""
+    """Where the peer receives RTP and RTCP for ``media``; None without a c= address that is
+    an IP address (media never waits for DNS, so a host name or junk there is unusable)."""
     address = media.connection or session.connection
     if not address:
         return None
     ip = address.split("/", 1)[0]  # drop a multicast "/ttl" suffix
+    if not _is_ip(ip):
+        return None
     return RemoteEndpoint(ip=ip, port=media.port, rtcp=_rtcp_address(media, ip))
+
+
+def _is_ip(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True
 
 
 def _rtcp_address(media: MediaDescription, ip: str) -> tuple[str, int]:

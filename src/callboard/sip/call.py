@@ -228,6 +228,11 @@ class SipCall:
     def ended(self) -> bool:
         return self.state is CallState.ENDED
 
+    @property
+    def invite_from(self) -> str | None:
+        """The From URI of our outbound INVITE; None before it is sent or for inbound calls."""
+        return str(self._invite.from_addr.uri) if self._invite is not None else None
+
     def _via(self) -> Via:
         return Via(
             transport=self._transport.upper(),

@@ -291,8 +291,8 @@ def _validate(message: SipRequest | SipResponse) -> int | None:
     _, cseq_method = message.cseq
     if isinstance(message, SipRequest) and cseq_method != message.method:
         raise SipParseError(f"CSeq method {cseq_method} does not match {message.method}")
-    if not message.vias:
-        raise SipParseError("empty Via header")
+    if not all(parse_via_list(line) for line in headers.get_all("Via")):
+        raise SipParseError("empty Via header")  # top_via reads the first line alone
     for name in ("From", "To"):
         NameAddr.parse(message._required(name))
     lengths = set(headers.get_all("Content-Length"))
@@ -319,15 +319,31 @@ class StreamFramer:
         self._scan_from = 0  # resume offset for the empty-line search
         self._start_line_checked = False
         self._pending: tuple[SipRequest | SipResponse, int, int] | None = None
+        self.error: SipParseError | None = None  # the stream is broken; close it
 
     @property
     def buffered(self) -> int:
         return len(self._buffer)
 
     def feed(self, data: bytes) -> list[SipRequest | SipResponse]:
+        """The messages ``data`` completes. A broken stream raises SipParseError, but messages
+        completed before the break in the same data are returned first, with ``error`` set
+        (and raised by the next feed): a valid request is not lost to the junk after it."""
+        if self.error is not None:
+            raise self.error
+        messages: list[SipRequest | SipResponse] = []
+        try:
+            self._frame(data, messages)
+        except SipParseError as exc:
+            self.error = exc
+            self._buffer.clear()
+            if not messages:
+                raise
+        return messages
+
+    def _frame(self, data: bytes, messages: list[SipRequest | SipResponse]) -> None:
         buf = self._buffer
         buf += data
-        messages: list[SipRequest | SipResponse] = []
         pos = 0
         while True:
             if self._pending is None:
@@ -358,7 +374,6 @@ class StreamFramer:
             self._scan_from = pos
         del buf[:pos]
         self._scan_from = max(0, self._scan_from - pos)
-        return messages
 
     def _check_incomplete_head(self, buf: bytearray, pos: int) -> None:
         if len(buf) - pos > self._max:

@@ -418,6 +418,8 @@ class _TcpConnection(asyncio.Protocol):
                 break
             owner.stats["tcp_received"] += 1
             owner._deliver(message, self.key, "tcp")
+        if self._framer.error is not None and not self.closed:
+            owner._on_stream_error(self, self._framer.error)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True

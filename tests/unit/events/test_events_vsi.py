@@ -41,16 +41,16 @@ def test_invalid_regex_is_a_value_error() -> None:
         VsiSubscriber(app_id_pattern="(unclosed")
 
 
-async def test_overflow_sends_exact_dropped_count_before_next_event() -> None:
+async def test_overflow_sends_exact_dropped_count_where_the_gap_is() -> None:
     sub = VsiSubscriber(max_buffer=3)
     for i in range(8):
         sub.offer({"type": "e", "n": i})
-    assert sub.pending == 3
+    assert sub.pending == 4  # three events and the notice
     assert await take(sub, 4) == [
-        {"type": "events_dropped", "count": 5},
         {"type": "e", "n": 0},
         {"type": "e", "n": 1},
         {"type": "e", "n": 2},
+        {"type": "events_dropped", "count": 5},
     ]
     # No drops since: no notice.
     sub.offer({"type": "e", "n": 8})
@@ -58,10 +58,14 @@ async def test_overflow_sends_exact_dropped_count_before_next_event() -> None:
     # A second overflow reports only the new drops.
     for i in range(9, 13):
         sub.offer({"type": "e", "n": i})
-    assert await take(sub, 2) == [
-        {"type": "events_dropped", "count": 1},
+    assert await take(sub, 4) == [
         {"type": "e", "n": 9},
+        {"type": "e", "n": 10},
+        {"type": "e", "n": 11},
+        {"type": "events_dropped", "count": 1},
     ]
+    sub.offer({"type": "e", "n": 13})
+    assert await take(sub, 1) == [{"type": "e", "n": 13}]
     assert sub.dropped_total == 6
 
 
@@ -134,10 +138,10 @@ async def test_control_messages_bypass_filter_and_buffer_limit_in_fifo_order() -
     sub.offer({"type": "e", "app_id": "sales", "n": 3})  # third event: over max_buffer
     sub.offer_control({"type": "list_legs.result", "request_id": "r1", "data": {"legs": []}})
     assert await take(sub, 5) == [
-        {"type": "events_dropped", "count": 1},
         {"type": "e", "app_id": "sales", "n": 1},
         {"type": "ping", "event_id": 1},
         {"type": "e", "app_id": "sales", "n": 2},
+        {"type": "events_dropped", "count": 1},
         {"type": "list_legs.result", "request_id": "r1", "data": {"legs": []}},
     ]
     # Controls did not use up event space: two more events fit again.
