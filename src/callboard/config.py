@@ -51,6 +51,7 @@ class Settings:
     hold_timeout: float = 7200.0
     session_expires: int = 1800
     session_min_se: int = 90
+    vsi_ping_interval: float = 30.0
     extra: dict[str, str] = field(default_factory=dict)
 
 
@@ -187,4 +188,5 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         hold_timeout=_float(env, "HOLD_TIMEOUT", 7200.0),
         session_expires=_int(env, "SESSION_EXPIRES", 1800, 1, 86400),
         session_min_se=_int(env, "SESSION_MIN_SE", 90, 1, 86400),
+        vsi_ping_interval=_float(env, "VSI_PING_INTERVAL", 30.0),
     )

@@ -14,6 +14,7 @@ from typing import Any
 
 import httpx
 import pytest
+
 from tests.helpers.server import ServerFactory, ServerProcess
 from tests.helpers.webhooks import WebhookReceiver
 

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from tests.helpers.server import ServerFactory, ServerProcess
 from tests.helpers.webhooks import WebhookReceiver
 

@@ -7,6 +7,7 @@ import signal
 import time
 
 import pytest
+
 from tests.helpers.server import ServerFactory
 from tests.helpers.webhooks import WebhookReceiver
 from tests.integration.flows import connect, dial, disconnected, pair

@@ -15,6 +15,7 @@ import threading
 from typing import Any
 
 import pytest
+
 from tests.helpers.server import ServerProcess
 from tests.helpers.webhooks import WebhookReceiver
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 
 from prometheus_client.parser import text_string_to_metric_families
+
 from tests.helpers.server import ServerFactory, ServerProcess
 from tests.helpers.webhooks import WebhookReceiver
 from tests.integration.flows import disconnected, pair

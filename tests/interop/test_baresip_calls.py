@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+
 from tests.helpers.audio import band_energy_db, dominant_frequency, level_dbfs
 from tests.helpers.baresip import BaresipFactory
 from tests.helpers.server import ServerProcess

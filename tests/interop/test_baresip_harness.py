@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 
 import pytest
+
 from tests.helpers.audio import (
     active_spans,
     dominant_frequency,

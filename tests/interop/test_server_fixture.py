@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
 from tests.helpers.server import ServerFactory
 
 FAKE = [sys.executable, str(Path(__file__).parent / "fakes" / "fake_server.py")]

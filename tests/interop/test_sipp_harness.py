@@ -6,6 +6,7 @@ import re
 from collections import Counter
 
 import pytest
+
 from tests.helpers.capture import LoopbackCapture, can_capture
 from tests.helpers.sipp import SippRunner
 

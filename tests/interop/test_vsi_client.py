@@ -9,8 +9,9 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from tests.helpers.vsi import AsyncVsiClient, VsiClient, VsiError, vsi_url
 from websockets.asyncio.server import ServerConnection, serve
+
+from tests.helpers.vsi import AsyncVsiClient, VsiClient, VsiError, vsi_url
 
 
 async def _handler(ws: ServerConnection) -> None:

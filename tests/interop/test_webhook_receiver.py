@@ -11,6 +11,7 @@ from collections.abc import Mapping
 
 import httpx
 import pytest
+
 from tests.helpers.webhooks import WebhookReceiver
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from tests.helpers.audio import (
     FLOOR_DBFS,
     active_spans,

@@ -17,7 +17,6 @@ from callboard.events.vsi import VsiClosed, VsiHub, VsiSubscriber
 
 log = logging.getLogger(__name__)
 router = APIRouter()
-PING_INTERVAL = 30.0
 # The pattern runs against every event; a short cap limits what a hostile regex can cost.
 MAX_PATTERN = 200
 
@@ -38,7 +37,8 @@ async def vsi(websocket: WebSocket) -> None:
     await websocket.send_text(json.dumps({"type": "connected"}))
     hub.subscribe(subscriber)
     sender = asyncio.create_task(_send_events(websocket, subscriber))
-    pinger = asyncio.create_task(_ping(websocket, subscriber))
+    interval = commands.service.settings.vsi_ping_interval
+    pinger = asyncio.create_task(_ping(websocket, subscriber, interval))
     try:
         await _receive_commands(websocket, commands, subscriber)
     finally:
@@ -56,11 +56,11 @@ async def _send_events(websocket: WebSocket, subscriber: VsiSubscriber) -> None:
             await websocket.send_text(await subscriber.next_message())
 
 
-async def _ping(websocket: WebSocket, subscriber: VsiSubscriber) -> None:
+async def _ping(websocket: WebSocket, subscriber: VsiSubscriber, interval: float) -> None:
     event_id = 0
     with contextlib.suppress(WebSocketDisconnect, RuntimeError, asyncio.CancelledError):
         while True:
-            await asyncio.sleep(PING_INTERVAL)
+            await asyncio.sleep(interval)
             event_id += 1
             subscriber.offer_control({"type": "ping", "event_id": event_id})
 

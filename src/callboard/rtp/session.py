@@ -31,6 +31,9 @@ from callboard.rtp.stats import ReceptionStats
 
 log = logging.getLogger(__name__)
 
+# Consecutive packets from an unsignalled address before media follows it (RFC 4961 latching).
+LATCH_AFTER_PACKETS = 3
+
 Address = tuple[str, int]
 
 RTCP_INTERVAL = 5.0  # seconds, randomised 0.5..1.5x (RFC 3550 6.3.1)
@@ -99,6 +102,9 @@ class RtpSession:
         self._payload_type = -1
         self._dtmf_payload_type = -1
         self._remote: Address | None = None
+        self._signalled: Address | None = None  # the far end's address as SDP gave it
+        self._candidate: Address | None = None  # an unsignalled source we may latch onto
+        self._candidate_packets = 0
         self._remote_rtcp: Address | None = None
         self._rtcp_latched = False
         self._source: Any = None  # the far end's address once its first packet came in
@@ -164,10 +170,12 @@ class RtpSession:
         if self._codec is None or self._codec.name != name:
             self._set_codec(create_codec(name))
         remote = (remote[0], remote[1])
-        if remote != self._remote:
+        if remote != self._signalled:
             self._source = None  # the new far end may latch again
             self._rtcp_latched = False
-        self._remote = remote
+            self._candidate = None
+            self._remote = remote
+        self._signalled = remote
         if remote_rtcp is not None:
             self._remote_rtcp = (remote_rtcp[0], remote_rtcp[1])
         elif not self._rtcp_latched:
@@ -266,7 +274,16 @@ class RtpSession:
             self._foreign += 1
             return False
         source = (addr[0], addr[1])
-        if source != self._remote:
+        if source != self._signalled:
+            # Latch onto an unsignalled source (a peer behind NAT) only after several packets
+            # in a row from it, so one spoofed packet cannot take the call's media (RTP bleed).
+            if source == self._candidate:
+                self._candidate_packets += 1
+            else:
+                self._candidate, self._candidate_packets = source, 1
+            if self._candidate_packets < LATCH_AFTER_PACKETS:
+                self._foreign += 1
+                return False
             self._latches += 1
             self._remote = source
             if not self._rtcp_latched:
@@ -427,7 +444,14 @@ class RtpSession:
         try:
             packets = rtcp.parse_rtcp(data)
             assert self._loop is not None
-            if not self._rtcp_latched and packets:
+            # RTCP follows the RTP source's host only: a stray sender cannot redirect reports.
+            source = self._source
+            if (
+                not self._rtcp_latched
+                and packets
+                and source is not None
+                and addr[0] == source[0]
+            ):
                 self._rtcp_latched = True
                 self._remote_rtcp = (addr[0], addr[1])
             for packet in packets:

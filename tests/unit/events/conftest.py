@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 import pytest
-from webhook_receiver import HttpReceiver
+
+from tests.unit.events.webhook_receiver import HttpReceiver
 
 
 @pytest.fixture

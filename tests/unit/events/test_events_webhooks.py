@@ -10,10 +10,10 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
-from webhook_receiver import HttpReceiver, Received
 
 from callboard.events.bus import Event, EventBus, event_json
 from callboard.events.webhooks import WebhookSink, WebhookTarget, redact_url, sign
+from tests.unit.events.webhook_receiver import HttpReceiver, Received
 
 
 def fixed(target: WebhookTarget | None) -> Callable[[Event], WebhookTarget | None]:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import itertools
 
 import pytest
-from sip_samples import FakeClock, request, response
 
 from callboard.sip.message import SipRequest
 from callboard.sip.transaction import (
@@ -14,6 +13,7 @@ from callboard.sip.transaction import (
     TransactionTimeout,
     TransportFailure,
 )
+from tests.unit.sip.sip_samples import FakeClock, request, response
 
 DEST = ("192.0.2.10", 5060)
 

@@ -1,11 +1,10 @@
 from __future__ import annotations
 
-from sip_samples import request
-
 from callboard.sip.dialog import Dialog
 from callboard.sip.headers import Via
 from callboard.sip.message import SipRequest, make_response
 from callboard.sip.uri import SipUri
+from tests.unit.sip.sip_samples import request
 
 
 def via() -> Via:

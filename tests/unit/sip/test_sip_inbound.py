@@ -1,10 +1,9 @@
 from __future__ import annotations
 
-from sip_samples import BARESIP_INVITE, SIPP_INVITE
-
 from callboard.sip.errors import SipParseError
 from callboard.sip.inbound import error_response, salvage_request, stamp_via_source
 from callboard.sip.message import SipRequest, parse_message
+from tests.unit.sip.sip_samples import BARESIP_INVITE, SIPP_INVITE
 
 
 def parsed(raw: bytes) -> SipRequest:

@@ -4,7 +4,6 @@ import re
 import time
 
 import pytest
-from sip_samples import BARESIP_INVITE, RINGING_RESPONSE, SDP, SIPP_INVITE, request, with_length
 
 from callboard.sip.errors import SipParseError
 from callboard.sip.header_map import Headers
@@ -18,6 +17,14 @@ from callboard.sip.message import (
     generate_tag,
     make_response,
     parse_message,
+)
+from tests.unit.sip.sip_samples import (
+    BARESIP_INVITE,
+    RINGING_RESPONSE,
+    SDP,
+    SIPP_INVITE,
+    request,
+    with_length,
 )
 
 MINIMAL = """OPTIONS sip:bob@example.com SIP/2.0

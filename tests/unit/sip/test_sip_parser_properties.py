@@ -8,7 +8,6 @@ import re
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from sip_samples import BARESIP_INVITE, RINGING_RESPONSE, SIPP_INVITE
 
 from callboard.sip.errors import SipParseError
 from callboard.sip.header_map import Headers
@@ -19,6 +18,7 @@ from callboard.sip.message import (
     StreamFramer,
     parse_message,
 )
+from tests.unit.sip.sip_samples import BARESIP_INVITE, RINGING_RESPONSE, SIPP_INVITE
 
 TOKEN_ALPHABET = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-.!%*_+`'~"
 tokens = st.text(TOKEN_ALPHABET, min_size=1, max_size=12)

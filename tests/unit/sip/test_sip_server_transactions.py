@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-from sip_samples import FakeClock, request, response
 
 from callboard.sip.message import SipRequest, SipResponse, make_response, parse_message
 from callboard.sip.transaction import (
@@ -12,6 +11,7 @@ from callboard.sip.transaction import (
     TransactionTimeout,
     TxEvent,
 )
+from tests.unit.sip.sip_samples import FakeClock, request, response
 
 SOURCE = ("198.51.100.7", 40000)
 
