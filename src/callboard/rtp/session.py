@@ -446,12 +446,7 @@ class RtpSession:
             assert self._loop is not None
             # RTCP follows the RTP source's host only: a stray sender cannot redirect reports.
             source = self._source
-            if (
-                not self._rtcp_latched
-                and packets
-                and source is not None
-                and addr[0] == source[0]
-            ):
+            if not self._rtcp_latched and packets and source is not None and addr[0] == source[0]:
                 self._rtcp_latched = True
                 self._remote_rtcp = (addr[0], addr[1])
             for packet in packets:
