@@ -14,100 +14,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
-import shutil
-import signal
-import socket
-import statistics
-import subprocess
-import sys
 import time
 from typing import Any
 
-import httpx
-import websockets
-
-CLK_TCK = os.sysconf("SC_CLK_TCK")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class Instance:
-    def __init__(self, name: str, rtp_low: int, cpu: int | None) -> None:
-        self.name = name
-        self.http_port = free_port()
-        self.sip_port = free_port()
-        env = {
-            **os.environ,
-            "HTTP_ADDR": f"127.0.0.1:{self.http_port}",
-            "SIP_PORT": str(self.sip_port),
-            "RTP_PORT_MIN": str(rtp_low),
-            "RTP_PORT_MAX": str(rtp_low + 3999),
-            "INSTANCE_ID": name,
-            "LOG_LEVEL": "warning",
-            "OPENBLAS_NUM_THREADS": "1",
-        }
-        cmd = [sys.executable, "-m", "callboard"]
-        if cpu is not None and shutil.which("taskset"):
-            cmd = ["taskset", "-c", str(cpu), *cmd]
-        self.log = open(f"/tmp/bench-{name}.log", "wb")  # noqa: SIM115
-        self.proc = subprocess.Popen(cmd, env=env, stdout=self.log, stderr=subprocess.STDOUT)
-        self.http = httpx.Client(base_url=f"http://127.0.0.1:{self.http_port}", timeout=30)
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            try:
-                if self.http.get("/v1/legs").status_code == 200:
-                    return
-            except httpx.HTTPError:
-                time.sleep(0.1)
-        raise RuntimeError(f"{name} did not start")
-
-    @property
-    def pid(self) -> int:
-        return self.proc.pid
-
-    def cpu_seconds(self) -> float:
-        with open(f"/proc/{self.pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / CLK_TCK
-
-    def rss_mb(self) -> float:
-        with open(f"/proc/{self.pid}/status") as f:
-            for line in f:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) / 1024
-        return 0.0
-
-    def metric(self, name: str, labels: str = "") -> float:
-        text = self.http.get("/metrics").text
-        key = f"{name}{{{labels}}}" if labels else name
-        for line in text.splitlines():
-            if line.startswith(key + " "):
-                return float(line.split()[-1])
-        return float("nan")
-
-    def stop(self) -> None:
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(15)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-        self.log.close()
-
-
-async def collect_disconnects(port: int, sink: list[dict[str, Any]], stop: asyncio.Event) -> None:
-    async with websockets.connect(f"ws://127.0.0.1:{port}/v1/vsi", max_size=None) as ws:
-        while not stop.is_set():
-            try:
-                message = json.loads(await asyncio.wait_for(ws.recv(), 0.5))
-            except TimeoutError:
-                continue
-            if message.get("type") == "leg.disconnected":
-                sink.append(message)
+from harness import Instance, collect_disconnects, disconnect_quality
 
 
 async def run_point(legs: int, seconds: float, tone: bool) -> dict[str, Any]:
@@ -170,17 +80,6 @@ async def run_point(legs: int, seconds: float, tone: bool) -> dict[str, Any]:
         server.stop()
         generator.stop()
 
-    def quality(ends: list[dict[str, Any]]) -> dict[str, float]:
-        qs = [e["quality"] for e in ends if "quality" in e]
-        received = sum(q["rtp_packets_received"] for q in qs)
-        lost = sum(q["rtp_packets_lost"] for q in qs)
-        return {
-            "legs_reporting": len(qs),
-            "loss_pct": 100.0 * lost / max(1, received + lost),
-            "jitter_ms_mean": statistics.fmean(q["rtp_jitter_ms"] for q in qs) if qs else 0.0,
-            "mos_min": min((q["mos_score"] for q in qs), default=0.0),
-        }
-
     return {
         "legs": legs,
         "answered": answered,
@@ -192,8 +91,8 @@ async def run_point(legs: int, seconds: float, tone: bool) -> dict[str, Any]:
         "tick_late_p99_ms": round(late99 * 1e3, 2),
         "tick_busy_p99_ms": round(busy99 * 1e3, 2),
         "ticks_skipped": skipped,
-        "at_generator": quality(ends_gen),
-        "at_server": quality(ends_server),
+        "at_generator": disconnect_quality(ends_gen),
+        "at_server": disconnect_quality(ends_server),
     }
 
 

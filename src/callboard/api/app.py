@@ -10,7 +10,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from callboard.api import later, legs, vsi
+from callboard.api import later, legs, rooms, vsi
 from callboard.api.commands import Commands
 from callboard.core.errors import CallboardError
 from callboard.events.metrics import Metrics
@@ -82,6 +82,7 @@ def create_app(commands: Commands, vsi_hub: VsiHub, metrics: Metrics) -> FastAPI
         return {"instance_id": instance_id, "status": "ok"}
 
     app.include_router(legs.router)
+    app.include_router(rooms.router)
     app.include_router(vsi.router)
     app.include_router(later.router)
     return app

@@ -7,7 +7,14 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from callboard.api.schemas import CreateLegRequest, DTMFRequest, PlaybackRequest, VolumeRequest
+from callboard.api.schemas import (
+    AddLegRequest,
+    CreateLegRequest,
+    DTMFRequest,
+    PlaybackRequest,
+    RoomCreateRequest,
+    VolumeRequest,
+)
 from callboard.core.errors import BadRequest, CallboardError, NotFound
 from callboard.core.service import CallService, OutboundRequest
 
@@ -46,8 +53,6 @@ class Commands:
         return self.leg_view(leg_id)
 
     async def create_leg(self, body: CreateLegRequest) -> dict[str, Any]:
-        if body.room_id:
-            raise NotImplementedYet("room_id: rooms are not available in this version yet")
         if body.amd is not None:
             raise NotImplementedYet("amd: answering-machine detection is not available yet")
         request = OutboundRequest(
@@ -64,7 +69,10 @@ class Commands:
             webhook_secret=body.webhook_secret,
             accept_dtmf=body.accept_dtmf,
             app_id=body.app_id,
+            room_id=body.room_id,
         )
+        if body.room_id is not None and not body.room_id:
+            raise BadRequest("room_id must not be empty")
         if body.codecs is not None and not body.codecs:
             raise BadRequest("codecs must not be empty")
         if body.webhook_url is not None and not body.webhook_url.startswith(
@@ -144,6 +152,36 @@ class Commands:
         self.service.get_leg(leg_id).playbacks.stop(playback_id)
         return self.status("stopped")
 
+    # ---- rooms ----
+
+    def list_rooms(self) -> list[dict[str, Any]]:
+        return [room.to_dict(self.instance_id) for room in self.service.rooms.list()]
+
+    def get_room(self, room_id: str) -> dict[str, Any]:
+        return self.service.rooms.get(room_id).to_dict(self.instance_id)
+
+    def create_room(self, body: RoomCreateRequest) -> dict[str, Any]:
+        room = self.service.rooms.create(
+            body.id,
+            webhook_url=body.webhook_url,
+            webhook_secret=body.webhook_secret,
+            app_id=body.app_id,
+        )
+        return room.to_dict(self.instance_id)
+
+    def delete_room(self, room_id: str) -> dict[str, Any]:
+        self.service.rooms.delete(room_id)
+        return self.status("deleted")
+
+    async def add_leg_to_room(self, room_id: str, body: AddLegRequest) -> dict[str, Any]:
+        return await self.service.rooms.add_leg(
+            room_id, body.leg_id, mute=body.mute, deaf=body.deaf, accept_dtmf=body.accept_dtmf
+        )
+
+    def remove_leg_from_room(self, room_id: str, leg_id: str) -> dict[str, Any]:
+        self.service.rooms.remove_leg(room_id, leg_id)
+        return self.status("removed")
+
     # ---- VSI command table ----
 
     def vsi_table(self) -> dict[str, Callable[[dict[str, Any]], Awaitable[Any] | Any]]:
@@ -160,8 +198,24 @@ class Commands:
                 raise BadRequest(validation_message(exc)) from None
             return self.send_leg_dtmf(leg_id(payload), body)
 
-        def rooms(_: dict[str, Any]) -> Any:
-            raise NotImplementedYet("rooms are not available in this version yet")
+        def room_id(payload: dict[str, Any]) -> str:
+            value = payload.get("room_id") or payload.get("id")
+            if not isinstance(value, str) or not value:
+                raise BadRequest("payload.room_id is required")
+            return value
+
+        def parse(model: type[Any], payload: dict[str, Any]) -> Any:
+            try:
+                return model.model_validate(payload)
+            except ValidationError as exc:
+                raise BadRequest(validation_message(exc)) from None
+
+        def create_room(payload: dict[str, Any]) -> dict[str, Any]:
+            return self.create_room(parse(RoomCreateRequest, payload))
+
+        def add_leg(payload: dict[str, Any]) -> Any:
+            body = parse(AddLegRequest, {k: v for k, v in payload.items() if k != "room_id"})
+            return self.add_leg_to_room(room_id(payload), body)
 
         table: dict[str, Callable[[dict[str, Any]], Any]] = {
             "list_legs": lambda p: self.list_legs(),
@@ -178,15 +232,16 @@ class Commands:
             "accept_leg_dtmf": lambda p: self.accept_leg_dtmf(leg_id(p)),
             "reject_leg_dtmf": lambda p: self.reject_leg_dtmf(leg_id(p)),
         }
-        for name in (
-            "list_rooms",
-            "get_room",
-            "create_room",
-            "delete_room",
-            "add_leg_to_room",
-            "remove_leg_from_room",
-        ):
-            table[name] = rooms
+        table.update(
+            {
+                "list_rooms": lambda p: self.list_rooms(),
+                "get_room": lambda p: self.get_room(room_id(p)),
+                "create_room": create_room,
+                "delete_room": lambda p: self.delete_room(room_id(p)),
+                "add_leg_to_room": add_leg,
+                "remove_leg_from_room": lambda p: self.remove_leg_from_room(room_id(p), leg_id(p)),
+            }
+        )
         return table
 
 

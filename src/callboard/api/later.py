@@ -21,11 +21,15 @@ LATER_ROUTES: tuple[tuple[tuple[str, ...], str, str], ...] = (
     (("POST",), "/v1/legs/{leg_id}/transfer", "transfer"),
     (("POST", "GET"), "/v1/legs/{leg_id}/ice-candidates", "WebRTC"),
     (("POST",), "/v1/webrtc/offer", "WebRTC"),
-    (("POST", "GET"), "/v1/rooms", "rooms"),
-    (("GET", "DELETE"), "/v1/rooms/{room_id}", "rooms"),
-    (("POST",), "/v1/rooms/{room_id}/legs", "rooms"),
-    (("DELETE",), "/v1/rooms/{room_id}/legs/{leg_id}", "rooms"),
-    (("POST", "DELETE"), "/v1/rooms/{room_id}/{feature}", "rooms"),
+    (("POST", "DELETE"), "/v1/rooms/{room_id}/play", "room playback"),
+    (("PATCH", "DELETE"), "/v1/rooms/{room_id}/play/{playback_id}", "room playback"),
+    (("POST",), "/v1/rooms/{room_id}/tts", "text-to-speech"),
+    (("POST", "DELETE"), "/v1/rooms/{room_id}/record", "recording"),
+    (("POST",), "/v1/rooms/{room_id}/record/pause", "recording"),
+    (("POST",), "/v1/rooms/{room_id}/record/resume", "recording"),
+    (("POST", "DELETE"), "/v1/rooms/{room_id}/stt", "speech-to-text"),
+    (("POST",), "/v1/rooms/{room_id}/agent/{provider}", "AI agents"),
+    (("DELETE",), "/v1/rooms/{room_id}/agent", "AI agents"),
 )
 
 

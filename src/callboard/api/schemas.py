@@ -89,6 +89,37 @@ class PlaybackResponse(BaseModel):
     status: str
 
 
+class RoomCreateRequest(BaseModel):
+    id: StrictStr | None = Field(None, description="Custom room ID (UUID if omitted)")
+    webhook_url: StrictStr | None = None
+    webhook_secret: StrictStr | None = None
+    app_id: StrictStr | None = None
+
+
+class AddLegRequest(BaseModel):
+    leg_id: StrictStr = Field(min_length=1, description="ID of the leg to add")
+    mute: StrictBool | None = Field(None, description="Mute state applied before joining")
+    deaf: StrictBool | None = Field(None, description="Deaf state applied before joining")
+    accept_dtmf: StrictBool | None = Field(
+        None, description="Whether the leg receives DTMF broadcast in the room"
+    )
+
+
+class RoomOut(BaseModel):
+    instance_id: str | None = None
+    id: str
+    participants: list[LegOut]
+    ws_participants: list[str] = []
+    app_id: str | None = None
+
+
+class RoomAddResponse(BaseModel):
+    instance_id: str | None = None
+    status: str
+    from_: str | None = Field(None, alias="from")
+    to: str | None = None
+
+
 class StatusResponse(BaseModel):
     instance_id: str | None = None
     status: str

@@ -49,6 +49,7 @@ class Leg:
         self.type = leg_type
         self.state = LegState.RINGING
         self.room_id = ""
+        self.pending_room: str | None = None  # joins when its media is up
         self.muted = False
         self.deaf = False
         self.accept_dtmf = accept_dtmf
@@ -109,16 +110,19 @@ class Leg:
     def set_muted(self, muted: bool) -> None:
         if self.muted != muted:
             self.muted = muted
+            self.service.media_flags_changed(self)
             self.publish("leg.muted" if muted else "leg.unmuted")
 
     def set_deaf(self, deaf: bool) -> None:
         if self.deaf != deaf:
             self.deaf = deaf
+            self.service.media_flags_changed(self)
             self.publish("leg.deaf" if deaf else "leg.undeaf")
 
     def dtmf_received(self, digit: str) -> None:
         self.dtmf_seq += 1
         self.publish("dtmf.received", digit=digit, seq=self.dtmf_seq)
+        self.service.rooms.broadcast_dtmf(self, digit)
 
     def check_digits(self, digits: str) -> str:
         digits = digits.upper()

@@ -18,7 +18,9 @@ from typing import Any
 from callboard.config import Settings
 from callboard.core.errors import BadRequest, NotFound, Unavailable
 from callboard.core.leg import Leg, LegState, LegType
+from callboard.core.rooms import RoomManager
 from callboard.core.sip_leg import SipLeg
+from callboard.core.ws_participant import WsParticipants
 from callboard.events.bus import Event, EventBus
 from callboard.events.metrics import Metrics
 from callboard.events.webhooks import WebhookTarget
@@ -105,8 +107,10 @@ class CallService:
         self._ended_webhooks: OrderedDict[str, WebhookTarget | None] = OrderedDict()
         self._sweeper: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
+        self.rooms = RoomManager(self)
+        self.ws_participants = WsParticipants(self)
         ua.on_incoming = self._on_incoming_call
-        metrics.set_gauge_sources(lambda: len(self.legs), lambda: 0)
+        metrics.set_gauge_sources(lambda: len(self.legs), lambda: len(self.rooms.rooms))
 
     # ---- lifecycle ----
 
@@ -145,14 +149,24 @@ class CallService:
     def publish_ringing(self, leg: Leg, **fields: Any) -> None:
         self.publish_leg_event(leg, "leg.ringing", **fields)
 
+    def status(self, word: str, **extra: Any) -> dict[str, Any]:
+        return {"instance_id": self.settings.instance_id, "status": word, **extra}
+
     def resolve_webhook(self, event: Event) -> WebhookTarget | None:
         """API-NOTES routing: the leg's webhook, else the room's, else the global one."""
         leg_id = event.get("leg_id")
+        room_id = event.get("room_id")
         if leg_id:
             leg = self.legs.get(leg_id)
             target = leg.webhook if leg is not None else self._ended_webhooks.get(leg_id)
             if target is not None:
                 return target
+            if not room_id and leg is not None:
+                room_id = leg.room_id
+        if room_id:
+            room = self.rooms.rooms.get(room_id)
+            if room is not None and room.webhook is not None:
+                return room.webhook
         if self.settings.webhook_url:
             return WebhookTarget(self.settings.webhook_url, self.settings.webhook_secret)
         return None
@@ -177,11 +191,18 @@ class CallService:
     def attach_media(self, leg: Leg) -> None:
         endpoint = leg.endpoint()
         if endpoint is not None:
-            self.engine.attach(leg.id, endpoint)
+            media = self.engine.attach(leg.id, endpoint)
+            media.muted, media.deaf = leg.muted, leg.deaf
             leg.media_attached = True
 
+    def media_flags_changed(self, leg: Leg) -> None:
+        media = self.engine.get(leg.id)
+        if media is not None:
+            media.muted, media.deaf = leg.muted, leg.deaf
+
     def media_ready(self, leg: Leg) -> None:
-        """The leg reached early_media or connected (rooms hook in here)."""
+        """The leg reached early_media or connected: a pending room join happens now."""
+        self.rooms.media_ready(leg)
 
     def hold_changed(self, leg: Leg) -> None:
         """Hold state changed (rooms keep running; nothing to do for a lone leg)."""
@@ -192,6 +213,10 @@ class CallService:
             return
         now = self.now()
         leg.playbacks.stop_all()
+        # Where this leg's events go (its own webhook, else its room's), kept for the events
+        # published after it has left its room and the registry.
+        webhook = self.resolve_webhook({"leg_id": leg.id})
+        self.rooms.leg_gone(leg)
         leg.set_state(LegState.HUNG_UP)
         leg.end_reason = reason
         leg.ended_at = now
@@ -207,7 +232,7 @@ class CallService:
         quality = leg.quality()
         if quality is not None:
             fields["quality"] = quality
-        self._ended_webhooks[leg.id] = leg.webhook
+        self._ended_webhooks[leg.id] = webhook
         while len(self._ended_webhooks) > ENDED_WEBHOOK_MEMORY:
             self._ended_webhooks.popitem(last=False)
         self.legs.pop(leg.id, None)
@@ -273,6 +298,7 @@ class CallService:
             accept_dtmf=req.accept_dtmf,
         )
         leg.max_duration = req.max_duration
+        leg.pending_room = req.room_id
         leg.dialed_uri = req.uri
         rtp = RtpSession(bind_ip=self.settings.sip_listen_ip, ports=self.ports)
         try:

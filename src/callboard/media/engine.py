@@ -1,7 +1,9 @@
-"""The per-tick media work: pull a frame from every leg, work out what each leg hears, push it.
+"""The per-tick media work: pull a frame from every leg, mix every room, push to every leg.
 
-The engine knows legs only as `MediaEndpoint`s (anything that can give and take 20 ms frames
-of 16 kHz PCM), so SIP/RTP, WebRTC and WebSocket participants are all the same to it.
+The engine knows legs only as `MediaEndpoint`s (anything that gives and takes 20 ms frames of
+16 kHz PCM), so SIP/RTP, WebRTC and WebSocket participants are all the same to it. Room
+membership and the muted/deaf flags live here as plain attributes that the core sets between
+ticks, so a change applies atomically before the next mixed frame.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from typing import Protocol
 import numpy as np
 
 from callboard.media.frames import FRAME_SAMPLES
+from callboard.media.mixer import RoomMixer
 
 SILENCE = np.zeros(FRAME_SAMPLES, dtype=np.int16)
 SILENCE.setflags(write=False)
@@ -26,17 +29,51 @@ class MediaEndpoint(Protocol):
 
 
 class FrameSource(Protocol):
-    """Something that adds audio to what a leg hears (tones, playback)."""
+    """Something that adds audio to what a leg or room hears (tones, playback)."""
 
     def next_frame(self) -> np.ndarray | None:
         """The next 20 ms at 16 kHz, or None once finished."""
         ...
 
 
-class LegMedia:
-    """The engine's record of one leg with media: its endpoint, its sources, its last frame."""
+class FrameObserver(Protocol):
+    """Sees each frame a leg produced this tick (speaking detection, later taps)."""
 
-    __slots__ = ("endpoint", "key", "last_in", "on_finished", "sources")
+    def __call__(self, media: LegMedia, frame: np.ndarray | None) -> None: ...
+
+
+def _sum_sources(
+    sources: list[FrameSource], on_finished: Callable[[FrameSource], None] | None
+) -> np.ndarray | None:
+    total: np.ndarray | None = None
+    for source in list(sources):
+        frame = source.next_frame()
+        if frame is None:
+            sources.remove(source)
+            if on_finished is not None:
+                on_finished(source)
+            continue
+        if total is None:
+            total = frame.astype(np.int32)
+        else:
+            total += frame
+    return total
+
+
+class LegMedia:
+    """The engine's record of one participant with media."""
+
+    __slots__ = (
+        "deaf",
+        "endpoint",
+        "key",
+        "last_in",
+        "muted",
+        "on_finished",
+        "room",
+        "room_out",
+        "sources",
+    )
 
     def __init__(self, key: str, endpoint: MediaEndpoint) -> None:
         self.key = key
@@ -44,53 +81,115 @@ class LegMedia:
         self.sources: list[FrameSource] = []
         self.last_in: np.ndarray | None = None
         self.on_finished: Callable[[FrameSource], None] | None = None
+        self.muted = False
+        self.deaf = False
+        self.room: RoomMedia | None = None
+        self.room_out: np.ndarray | None = None
 
     def heard_frame(self) -> np.ndarray:
-        """What this leg hears this tick: its sources summed, else comfort silence."""
-        if not self.sources:
-            return SILENCE
-        total: np.ndarray | None = None
-        for source in list(self.sources):
-            frame = source.next_frame()
-            if frame is None:
-                self.sources.remove(source)
-                if self.on_finished is not None:
-                    self.on_finished(source)
-                continue
-            if total is None:
-                total = frame.astype(np.int32)
-            else:
-                total += frame
-        if total is None:
-            return SILENCE
-        return np.clip(total, -32768, 32767).astype(np.int16)
+        """What this leg hears this tick: its room's mix (unless deaf) plus its own sources."""
+        room_part = None if self.deaf else self.room_out
+        own = _sum_sources(self.sources, self.on_finished) if self.sources else None
+        if own is None:
+            return SILENCE if room_part is None else room_part
+        if room_part is not None:
+            own += room_part
+        return np.clip(own, -32768, 32767).astype(np.int16)
+
+
+class RoomMedia:
+    """A room as the engine sees it: members in a stable order and its own sources."""
+
+    __slots__ = ("key", "members", "mixer", "on_finished", "sources")
+
+    def __init__(self, key: str) -> None:
+        self.key = key
+        self.members: list[LegMedia] = []
+        self.mixer = RoomMixer()
+        self.sources: list[FrameSource] = []
+        self.on_finished: Callable[[FrameSource], None] | None = None
+
+    def mix(self) -> None:
+        members = self.members
+        if not members:
+            return
+        extra = _sum_sources(self.sources, self.on_finished) if self.sources else None
+        mixed = self.mixer.mix([None if m.muted else m.last_in for m in members], extra)
+        for i, member in enumerate(members):
+            member.room_out = mixed[i]
 
 
 class MediaEngine:
-    """Holds every leg with media and runs one tick over all of them."""
+    """Holds every participant with media and every room; runs one tick over all of them."""
 
     def __init__(self) -> None:
         self._legs: dict[str, LegMedia] = {}
+        self._rooms: dict[str, RoomMedia] = {}
+        self.observers: list[FrameObserver] = []
 
     def __len__(self) -> int:
         return len(self._legs)
 
     def attach(self, key: str, endpoint: MediaEndpoint) -> LegMedia:
         media = self._legs.get(key)
-        if media is None or media.endpoint is not endpoint:
+        if media is None:
             media = LegMedia(key, endpoint)
             self._legs[key] = media
+        media.endpoint = endpoint
         return media
 
     def detach(self, key: str) -> None:
-        self._legs.pop(key, None)
+        media = self._legs.pop(key, None)
+        if media is not None:
+            self.leave_room(media)
 
     def get(self, key: str) -> LegMedia | None:
         return self._legs.get(key)
 
+    # ---- rooms ----
+
+    def room(self, key: str) -> RoomMedia:
+        room = self._rooms.get(key)
+        if room is None:
+            room = self._rooms[key] = RoomMedia(key)
+        return room
+
+    def get_room(self, key: str) -> RoomMedia | None:
+        return self._rooms.get(key)
+
+    def drop_room(self, key: str) -> None:
+        room = self._rooms.pop(key, None)
+        if room is not None:
+            for member in list(room.members):
+                self.leave_room(member)
+
+    def join_room(self, media: LegMedia, room_key: str) -> None:
+        """Put a participant in a room, leaving its previous one in the same step."""
+        target = self.room(room_key)
+        if media.room is target:
+            return
+        self.leave_room(media)
+        target.members.append(media)
+        media.room = target
+
+    def leave_room(self, media: LegMedia) -> None:
+        room = media.room
+        if room is not None and media in room.members:
+            room.members.remove(media)
+        media.room = None
+        media.room_out = None
+
+    # ---- the tick ----
+
     def tick(self) -> None:
         legs = list(self._legs.values())
+        observers = self.observers
         for media in legs:
-            media.last_in = media.endpoint.read_frame()
+            frame = media.endpoint.read_frame()
+            media.last_in = frame
+            for observer in observers:
+                observer(media, frame)
+        for room in self._rooms.values():
+            room.mix()
         for media in legs:
             media.endpoint.write_frame(media.heard_frame())

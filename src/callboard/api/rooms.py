@@ -1,0 +1,160 @@
+"""The /v1/rooms routes and the room WebSocket participant endpoint."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import contextlib
+import json
+import logging
+from typing import Any
+
+from fastapi import APIRouter, Request, WebSocket, WebSocketDisconnect
+from fastapi.responses import JSONResponse
+
+from callboard.api.commands import Commands
+from callboard.api.schemas import (
+    ERRORS,
+    AddLegRequest,
+    RoomAddResponse,
+    RoomCreateRequest,
+    RoomOut,
+    StatusResponse,
+)
+from callboard.core.ws_participant import WsEndpoint
+
+log = logging.getLogger(__name__)
+router = APIRouter(prefix="/v1/rooms", tags=["rooms"], responses=ERRORS)
+
+
+def commands(request: Request | WebSocket) -> Commands:
+    cmds: Commands = request.app.state.commands
+    return cmds
+
+
+@router.get("", response_model=list[RoomOut], response_model_exclude_none=True)
+async def list_rooms(request: Request) -> list[dict[str, Any]]:
+    """List rooms with their participants."""
+    return commands(request).list_rooms()
+
+
+@router.post("", status_code=201, response_model=RoomOut, response_model_exclude_none=True)
+async def create_room(request: Request, body: RoomCreateRequest | None = None) -> dict[str, Any]:
+    """Create a room (optionally with a chosen id and its own webhook)."""
+    return commands(request).create_room(body or RoomCreateRequest.model_validate({}))
+
+
+@router.get("/{room_id}", response_model=RoomOut, response_model_exclude_none=True)
+async def get_room(room_id: str, request: Request) -> dict[str, Any]:
+    return commands(request).get_room(room_id)
+
+
+@router.delete("/{room_id}", response_model=StatusResponse)
+async def delete_room(room_id: str, request: Request) -> dict[str, Any]:
+    """Delete a room; every leg in it is hung up."""
+    return commands(request).delete_room(room_id)
+
+
+@router.post(
+    "/{room_id}/legs",
+    response_model=RoomAddResponse,
+    response_model_exclude_none=True,
+    response_model_by_alias=True,
+)
+async def add_leg(room_id: str, body: AddLegRequest, request: Request) -> dict[str, Any]:
+    """Add a leg to a room (created if missing), or move it here from its current room."""
+    return await commands(request).add_leg_to_room(room_id, body)
+
+
+@router.delete("/{room_id}/legs/{leg_id}", response_model=StatusResponse)
+async def remove_leg(room_id: str, leg_id: str, request: Request) -> dict[str, Any]:
+    """Take a leg out of a room without hanging it up."""
+    return commands(request).remove_leg_from_room(room_id, leg_id)
+
+
+@router.websocket("/{room_id}/ws")
+async def room_websocket(websocket: WebSocket, room_id: str) -> None:
+    """Join a room as an audio participant: base64 s16le 16 kHz 20 ms frames both ways."""
+    cmds = commands(websocket)
+    service = cmds.service
+    if room_id not in service.rooms.rooms:
+        await websocket.send_denial_response(
+            JSONResponse(
+                {"instance_id": cmds.instance_id, "error": f"room {room_id} not found"},
+                status_code=404,
+            )
+        )
+        return
+    await websocket.accept()
+    endpoint = service.ws_participants.join(room_id)
+    await websocket.send_text(
+        json.dumps(
+            {
+                "type": "connected",
+                "participant_id": endpoint.id,
+                "sample_rate": 16000,
+                "format": "pcm_s16le",
+            }
+        )
+    )
+    interval = service.settings.vsi_ping_interval
+    sender = asyncio.create_task(_send_audio(websocket, endpoint))
+    pinger = asyncio.create_task(_ping(websocket, interval))
+    receiver = asyncio.create_task(_receive(websocket, endpoint))
+    slow = asyncio.create_task(endpoint.too_slow.wait())
+    try:
+        await asyncio.wait({sender, receiver, slow}, return_when=asyncio.FIRST_COMPLETED)
+        if slow.done() and endpoint.id in service.ws_participants.endpoints:
+            log.info(
+                "room %s: dropping WebSocket participant %s (not reading)", room_id, endpoint.id
+            )
+    finally:
+        service.ws_participants.leave(endpoint.id)
+        for task in (sender, pinger, receiver, slow):
+            task.cancel()
+        with contextlib.suppress(Exception):
+            await websocket.close()
+
+
+async def _send_audio(websocket: WebSocket, endpoint: WsEndpoint) -> None:
+    with contextlib.suppress(WebSocketDisconnect, RuntimeError):
+        while True:
+            frame = await endpoint.outbound.get()
+            text = json.dumps({"audio": base64.b64encode(frame).decode()})
+            # A client whose socket has stopped draining must not hold this task forever.
+            await asyncio.wait_for(websocket.send_text(text), timeout=2.0)
+
+
+async def _ping(websocket: WebSocket, interval: float) -> None:
+    event_id = 0
+    with contextlib.suppress(WebSocketDisconnect, RuntimeError):
+        while True:
+            await asyncio.sleep(interval)
+            event_id += 1
+            await websocket.send_text(json.dumps({"type": "ping", "event_id": event_id}))
+
+
+async def _receive(websocket: WebSocket, endpoint: WsEndpoint) -> None:
+    bad = 0
+    while True:
+        try:
+            text = await websocket.receive_text()
+        except (WebSocketDisconnect, RuntimeError, KeyError):
+            return
+        try:
+            message = json.loads(text)
+            if not isinstance(message, dict):
+                raise ValueError("not an object")
+            if "audio" in message:
+                endpoint.push_audio(base64.b64decode(message["audio"], validate=True))
+            elif message.get("type") == "stop":
+                return
+            elif message.get("type") != "pong":
+                raise ValueError(f"unknown message type {message.get('type')!r}")
+        except (ValueError, TypeError, binascii.Error) as exc:
+            bad += 1
+            if bad <= 3:
+                log.info("WebSocket participant %s: bad message: %s", endpoint.id, exc)
+            with contextlib.suppress(Exception):
+                await websocket.send_text(json.dumps({"type": "error", "error": str(exc)[:200]}))

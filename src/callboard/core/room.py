@@ -1,0 +1,45 @@
+"""A room: an N-party conference whose participants hear everyone but themselves."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from callboard.events.webhooks import WebhookTarget
+
+if TYPE_CHECKING:
+    from callboard.core.leg import Leg
+
+
+class Room:
+    def __init__(
+        self,
+        room_id: str,
+        *,
+        webhook: WebhookTarget | None = None,
+        app_id: str | None = None,
+        auto_created: bool = False,
+    ) -> None:
+        self.id = room_id
+        self.webhook = webhook
+        self.app_id = app_id
+        # Rooms made implicitly for a leg go away with their last participant.
+        self.auto_created = auto_created
+        self.legs: dict[str, Leg] = {}
+        self.ws_participants: set[str] = set()
+
+    @property
+    def empty(self) -> bool:
+        return not self.legs and not self.ws_participants
+
+    def to_dict(self, instance_id: str) -> dict[str, Any]:
+        data: dict[str, Any] = {
+            "instance_id": instance_id,
+            "id": self.id,
+            "participants": [
+                {"instance_id": instance_id, **leg.to_dict()} for leg in self.legs.values()
+            ],
+            "ws_participants": sorted(self.ws_participants),
+        }
+        if self.app_id:
+            data["app_id"] = self.app_id
+        return data

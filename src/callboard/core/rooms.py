@@ -1,0 +1,206 @@
+"""Rooms: creation, membership (add, move, remove), deletion, and the DTMF broadcast rule."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from typing import TYPE_CHECKING, Any
+
+from callboard.core.errors import BadRequest, Conflict, NotFound
+from callboard.core.leg import Leg, LegState, LegType
+from callboard.core.room import Room
+from callboard.events.webhooks import WebhookTarget
+
+if TYPE_CHECKING:
+    from callboard.core.service import CallService
+
+log = logging.getLogger(__name__)
+
+MAX_ROOM_ID = 128
+
+
+class RoomManager:
+    def __init__(self, service: CallService) -> None:
+        self.service = service
+        self.rooms: dict[str, Room] = {}
+
+    # ---- lookups ----
+
+    def get(self, room_id: str) -> Room:
+        room = self.rooms.get(room_id)
+        if room is None:
+            raise NotFound(f"room {room_id} not found")
+        return room
+
+    def list(self) -> list[Room]:
+        return list(self.rooms.values())
+
+    def publish(self, room: Room, event_type: str, **fields: Any) -> None:
+        if room.app_id:
+            fields.setdefault("app_id", room.app_id)
+        self.service.bus.publish(event_type, room_id=room.id, **fields)
+
+    # ---- create / delete ----
+
+    def create(
+        self,
+        room_id: str | None = None,
+        *,
+        webhook_url: str | None = None,
+        webhook_secret: str | None = None,
+        app_id: str | None = None,
+        auto_created: bool = False,
+    ) -> Room:
+        if room_id is not None:
+            if (
+                not room_id
+                or len(room_id) > MAX_ROOM_ID
+                or not room_id.isprintable()
+                or "/" in room_id
+            ):
+                raise BadRequest(
+                    f"room id must be 1..{MAX_ROOM_ID} printable characters without '/'"
+                )
+            if room_id in self.rooms:
+                raise Conflict(f"room {room_id} already exists")
+        if webhook_url is not None and not webhook_url.startswith(("http://", "https://")):
+            raise BadRequest("webhook_url must be an http:// or https:// URL")
+        webhook = WebhookTarget(webhook_url, webhook_secret) if webhook_url else None
+        room = Room(
+            room_id or str(uuid.uuid4()), webhook=webhook, app_id=app_id, auto_created=auto_created
+        )
+        self.rooms[room.id] = room
+        self.service.engine.room(room.id)
+        self.publish(room, "room.created")
+        return room
+
+    def delete(self, room_id: str) -> None:
+        """Delete a room and hang up every leg in it."""
+        room = self.get(room_id)
+        for leg in list(room.legs.values()):
+            leg.hangup("api_hangup")
+        self._drop(room)
+
+    def _drop(self, room: Room) -> None:
+        if self.rooms.pop(room.id, None) is None:
+            return
+        for leg in list(room.legs.values()):
+            self._take_out(room, leg)
+        for ws_id in list(room.ws_participants):
+            self.service.ws_participants.close(ws_id)
+        self.service.engine.drop_room(room.id)
+        self.publish(room, "room.deleted")
+
+    def _drop_if_abandoned(self, room: Room) -> None:
+        if room.auto_created and room.empty:
+            self._drop(room)
+
+    # ---- membership ----
+
+    async def add_leg(
+        self,
+        room_id: str,
+        leg_id: str,
+        *,
+        mute: bool | None = None,
+        deaf: bool | None = None,
+        accept_dtmf: bool | None = None,
+    ) -> dict[str, Any]:
+        leg = self.service.get_leg(leg_id)
+        if leg.ended:
+            raise Conflict(f"leg {leg_id} is hung up")
+        previous = leg.room_id
+        if previous == room_id:
+            raise Conflict(f"leg {leg_id} is already in room {room_id}")
+        room = self.rooms.get(room_id)
+        if room is None:
+            room = self.create(room_id, app_id=leg.app_id, auto_created=True)
+        # Flags first, so the leg's first mixed frame already obeys them.
+        if mute is not None:
+            leg.set_muted(mute)
+        if deaf is not None:
+            leg.set_deaf(deaf)
+        if accept_dtmf is not None:
+            leg.accept_dtmf = accept_dtmf
+        if leg.type is LegType.SIP_INBOUND and leg.state is LegState.RINGING:
+            await leg.answer()
+            if leg.ended:
+                raise Conflict(f"leg {leg_id} hung up while being answered")
+        if room.id not in self.rooms:
+            raise Conflict(f"room {room_id} was deleted meanwhile")
+        if leg.has_media:
+            self._join(room, leg)
+        else:
+            # An outbound leg still ringing joins as soon as its media is up.
+            leg.pending_room = room.id
+        if previous:
+            return self.service.status("moved", **{"from": previous, "to": room.id})
+        return self.service.status("added")
+
+    def _join(self, room: Room, leg: Leg) -> None:
+        previous = self.rooms.get(leg.room_id) if leg.room_id else None
+        media = self.service.engine.get(leg.id)
+        if previous is not None and previous is not room:
+            self._take_out(previous, leg)
+        room.legs[leg.id] = leg
+        leg.room_id = room.id
+        leg.pending_room = None
+        if media is not None:
+            # One synchronous step between two ticks: no frame is lost in a move.
+            self.service.engine.join_room(media, room.id)
+        self.service.publish_leg_event(leg, "leg.joined_room", room_id=room.id)
+        if previous is not None and previous is not room:
+            self._drop_if_abandoned(previous)
+
+    def _take_out(self, room: Room, leg: Leg) -> None:
+        if room.legs.pop(leg.id, None) is None:
+            return
+        leg.room_id = ""
+        media = self.service.engine.get(leg.id)
+        if media is not None and media.room is not None and media.room.key == room.id:
+            self.service.engine.leave_room(media)
+        self.service.publish_leg_event(leg, "leg.left_room", room_id=room.id)
+
+    def remove_leg(self, room_id: str, leg_id: str) -> None:
+        room = self.get(room_id)
+        leg = room.legs.get(leg_id)
+        if leg is None:
+            raise NotFound(f"leg {leg_id} is not in room {room_id}")
+        self._take_out(room, leg)
+        self._drop_if_abandoned(room)
+
+    # ---- leg life-cycle hooks ----
+
+    def media_ready(self, leg: Leg) -> None:
+        target = leg.pending_room
+        if not target:
+            return
+        room = self.rooms.get(target)
+        if room is None:
+            room = self.create(target, app_id=leg.app_id, auto_created=True)
+        self._join(room, leg)
+
+    def leg_gone(self, leg: Leg) -> None:
+        room = self.rooms.get(leg.room_id) if leg.room_id else None
+        if room is not None:
+            self._take_out(room, leg)
+            self._drop_if_abandoned(room)
+
+    def ws_left(self, room_id: str, ws_id: str) -> None:
+        room = self.rooms.get(room_id)
+        if room is not None:
+            room.ws_participants.discard(ws_id)
+            self._drop_if_abandoned(room)
+
+    def broadcast_dtmf(self, source: Leg, digit: str) -> None:
+        """Re-send a digit received on a leg to every other leg of its room that accepts DTMF."""
+        room = self.rooms.get(source.room_id) if source.room_id else None
+        if room is None:
+            return
+        for leg in room.legs.values():
+            if leg is source or not leg.accept_dtmf or not leg.has_media:
+                continue
+            try:
+                leg.send_dtmf(digit)
+            except Exception as exc:  # one leg's failure must not stop the others
+                log.info("DTMF broadcast to leg %s failed: %s", leg.id, exc)
