@@ -13,6 +13,7 @@ import re
 from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from callboard.config import Settings
@@ -27,6 +28,7 @@ from callboard.events.webhooks import WebhookTarget
 from callboard.media.clock import MediaClock
 from callboard.media.codecs import normalize_codec_name
 from callboard.media.engine import MediaEngine
+from callboard.media.speaking import SpeakingDetector
 from callboard.rtp.ports import PortAllocator
 from callboard.rtp.session import RtpSession
 from callboard.sip.call import OutboundOptions, SipCall, SipUserAgent
@@ -194,15 +196,33 @@ class CallService:
             media = self.engine.attach(leg.id, endpoint)
             media.muted, media.deaf = leg.muted, leg.deaf
             leg.media_attached = True
+            self._ensure_speaking_detection(leg)
 
     def media_flags_changed(self, leg: Leg) -> None:
         media = self.engine.get(leg.id)
         if media is not None:
             media.muted, media.deaf = leg.muted, leg.deaf
+            detector = media.detector
+            if leg.muted and detector is not None and detector.speaking:
+                # No speaking events while muted: close the open pair now.
+                detector.reset()
+                self._speaking_changed(leg, "stopped")
+
+    def _speaking_changed(self, leg: Leg, change: str) -> None:
+        fields = {"room_id": leg.room_id} if leg.room_id else {}
+        self.publish_leg_event(leg, f"speaking.{change}", **fields)
 
     def media_ready(self, leg: Leg) -> None:
-        """The leg reached early_media or connected: a pending room join happens now."""
+        """The leg reached early_media or connected: a pending room join happens now, and a
+        connected leg gets speaking detection."""
+        self._ensure_speaking_detection(leg)
         self.rooms.media_ready(leg)
+
+    def _ensure_speaking_detection(self, leg: Leg) -> None:
+        media = self.engine.get(leg.id)
+        if media is not None and leg.state is LegState.CONNECTED and media.detector is None:
+            media.detector = SpeakingDetector()
+            media.on_speaking = partial(self._speaking_changed, leg)
 
     def hold_changed(self, leg: Leg) -> None:
         """Hold state changed (rooms keep running; nothing to do for a lone leg)."""

@@ -15,6 +15,7 @@ import numpy as np
 
 from callboard.media.frames import FRAME_SAMPLES
 from callboard.media.mixer import RoomMixer
+from callboard.media.speaking import SpeakingDetector
 
 SILENCE = np.zeros(FRAME_SAMPLES, dtype=np.int16)
 SILENCE.setflags(write=False)
@@ -65,11 +66,13 @@ class LegMedia:
 
     __slots__ = (
         "deaf",
+        "detector",
         "endpoint",
         "key",
         "last_in",
         "muted",
         "on_finished",
+        "on_speaking",
         "room",
         "room_out",
         "sources",
@@ -85,6 +88,9 @@ class LegMedia:
         self.deaf = False
         self.room: RoomMedia | None = None
         self.room_out: np.ndarray | None = None
+        # Speaking detection: set by the core for connected legs; fed while not muted.
+        self.detector: SpeakingDetector | None = None
+        self.on_speaking: Callable[[str], None] | None = None
 
     def heard_frame(self) -> np.ndarray:
         """What this leg hears this tick: its room's mix (unless deaf) plus its own sources."""
@@ -187,6 +193,11 @@ class MediaEngine:
         for media in legs:
             frame = media.endpoint.read_frame()
             media.last_in = frame
+            detector = media.detector
+            if detector is not None and frame is not None and not media.muted:
+                change = detector.update(frame)
+                if change is not None and media.on_speaking is not None:
+                    media.on_speaking(change)
             for observer in observers:
                 observer(media, frame)
         for room in self._rooms.values():

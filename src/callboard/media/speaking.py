@@ -25,7 +25,7 @@ import numpy as np
 from callboard.media.frames import FRAME_MS, FRAME_SAMPLES
 
 # Mean square of a full-scale sine in int16 units: the 0 dBFS reference.
-_FULL_SCALE_POWER = 32768.0 * 32768.0
+_FULL_SCALE_POWER = 32768.0 * 32768.0 / 2.0
 # Reported for digital silence; 1 LSB RMS is about -87 dBFS, so this is below any real signal.
 SILENCE_DBFS = -100.0
 _SILENCE_POWER = _FULL_SCALE_POWER * 10.0 ** (SILENCE_DBFS / 10.0)
