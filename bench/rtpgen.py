@@ -248,7 +248,7 @@ class Leg(asyncio.DatagramProtocol):
         self.state = "idle"  # idle, inviting, established, failed, ending, ended
         self.status = 0
         self.sent_at = 0.0
-        self.retransmit_at = 0.0
+        self.retransmit_at = math.inf
         self.retransmit_interval = T1
         self.request = b""  # the INVITE or BYE being sent (for retransmission)
         self.invite_at = 0.0
@@ -504,6 +504,7 @@ class Generator:
             f"Content-Length: {len(body)}\r\n\r\n"
         ).encode() + body
         leg.state = "inviting"
+        leg.status = 0
         leg.invite_at = leg.sent_at = _now()
         leg.retransmit_interval = T1
         leg.retransmit_at = leg.sent_at + T1

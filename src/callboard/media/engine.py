@@ -14,7 +14,7 @@ from typing import Protocol
 import numpy as np
 
 from callboard.media.frames import FRAME_SAMPLES
-from callboard.media.mixer import RoomMixer
+from callboard.media.mixer import BatchMixer
 from callboard.media.speaking import SpeakingDetector
 
 SILENCE = np.zeros(FRAME_SAMPLES, dtype=np.int16)
@@ -106,23 +106,13 @@ class LegMedia:
 class RoomMedia:
     """A room as the engine sees it: members in a stable order and its own sources."""
 
-    __slots__ = ("key", "members", "mixer", "on_finished", "sources")
+    __slots__ = ("key", "members", "on_finished", "sources")
 
     def __init__(self, key: str) -> None:
         self.key = key
         self.members: list[LegMedia] = []
-        self.mixer = RoomMixer()
         self.sources: list[FrameSource] = []
         self.on_finished: Callable[[FrameSource], None] | None = None
-
-    def mix(self) -> None:
-        members = self.members
-        if not members:
-            return
-        extra = _sum_sources(self.sources, self.on_finished) if self.sources else None
-        mixed = self.mixer.mix([None if m.muted else m.last_in for m in members], extra)
-        for i, member in enumerate(members):
-            member.room_out = mixed[i]
 
 
 class MediaEngine:
@@ -132,6 +122,10 @@ class MediaEngine:
         self._legs: dict[str, LegMedia] = {}
         self._rooms: dict[str, RoomMedia] = {}
         self.observers: list[FrameObserver] = []
+        self._mixer = BatchMixer()
+        self._layout_dirty = True
+        self._members: list[LegMedia] = []  # every room member, grouped room by room
+        self._mixed_rooms: list[RoomMedia] = []
 
     def __len__(self) -> int:
         return len(self._legs)
@@ -168,6 +162,7 @@ class MediaEngine:
         if room is not None:
             for member in list(room.members):
                 self.leave_room(member)
+        self._layout_dirty = True
 
     def join_room(self, media: LegMedia, room_key: str) -> None:
         """Put a participant in a room, leaving its previous one in the same step."""
@@ -177,6 +172,7 @@ class MediaEngine:
         self.leave_room(media)
         target.members.append(media)
         media.room = target
+        self._layout_dirty = True
 
     def leave_room(self, media: LegMedia) -> None:
         room = media.room
@@ -184,8 +180,28 @@ class MediaEngine:
             room.members.remove(media)
         media.room = None
         media.room_out = None
+        self._layout_dirty = True
 
     # ---- the tick ----
+
+    def _mix_rooms(self) -> None:
+        """Every room's mixed-minus-self in one batched step (see BatchMixer)."""
+        if self._layout_dirty:
+            self._mixed_rooms = [room for room in self._rooms.values() if room.members]
+            self._members = [m for room in self._mixed_rooms for m in room.members]
+            self._mixer.set_layout([len(room.members) for room in self._mixed_rooms])
+            self._layout_dirty = False
+        if not self._members:
+            return
+        extras: dict[int, np.ndarray] = {}
+        for index, room in enumerate(self._mixed_rooms):
+            if room.sources:
+                extra = _sum_sources(room.sources, room.on_finished)
+                if extra is not None:
+                    extras[index] = extra
+        mixed = self._mixer.mix([None if m.muted else m.last_in for m in self._members], extras)
+        for member, row in zip(self._members, mixed, strict=True):
+            member.room_out = row
 
     def tick(self) -> None:
         legs = list(self._legs.values())
@@ -200,7 +216,6 @@ class MediaEngine:
                     media.on_speaking(change)
             for observer in observers:
                 observer(media, frame)
-        for room in self._rooms.values():
-            room.mix()
+        self._mix_rooms()
         for media in legs:
             media.endpoint.write_frame(media.heard_frame())

@@ -1,43 +1,56 @@
-"""Mixed-minus-self for one room, in one vectorised step per tick.
+"""Mixed-minus-self for every room at once, in one vectorised step per tick.
 
-Every participant hears the sum of all the others: stack the P frames (P x 320), take the
-total once, and subtract each participant's own frame from it. Sums are kept in int32 and
-clipped to int16 at the end, so loud rooms saturate instead of wrapping around.
+Every participant hears the sum of all the others in its room. All room members are stacked
+into one (L x 320) int32 array, grouped room by room; `np.add.reduceat` gives each room's
+total in one call, each member's output is its room's total minus its own frame, and one clip
+brings everything back to int16. Sums stay in int32 until then, so loud rooms saturate
+instead of wrapping around. Per-tick cost is a handful of NumPy calls whatever the number of
+rooms, which matters because most rooms are small (two-party calls).
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 import numpy as np
 
 from callboard.media.frames import FRAME_SAMPLES
 
 
-class RoomMixer:
+class BatchMixer:
     def __init__(self) -> None:
-        self._frames = np.zeros((0, FRAME_SAMPLES), dtype=np.int32)
-        self._out = np.zeros((0, FRAME_SAMPLES), dtype=np.int16)
+        self.set_layout([])
 
-    def _ensure(self, count: int) -> None:
-        if self._frames.shape[0] != count:
-            self._frames = np.zeros((count, FRAME_SAMPLES), dtype=np.int32)
-            self._out = np.zeros((count, FRAME_SAMPLES), dtype=np.int16)
+    def set_layout(self, room_sizes: Sequence[int]) -> None:
+        """Room sizes in member order (each >= 1); call whenever membership changes."""
+        if any(size < 1 for size in room_sizes):
+            raise ValueError("every room in the layout needs at least one member")
+        count = int(sum(room_sizes))
+        self._starts = np.cumsum([0, *room_sizes[:-1]]).astype(np.intp)
+        self._room_of = np.repeat(np.arange(len(room_sizes)), room_sizes).astype(np.intp)
+        self._frames = np.zeros((count, FRAME_SAMPLES), dtype=np.int32)
+        self._out = np.zeros((count, FRAME_SAMPLES), dtype=np.int16)
 
-    def mix(self, inputs: list[np.ndarray | None], extra: np.ndarray | None = None) -> np.ndarray:
-        """inputs[i] is participant i's frame, or None when it contributes nothing (muted,
-        silent, no media yet). Row i of the result is what participant i hears; `extra` (room
-        playback) is heard by everyone. The result is reused by the next call."""
-        count = len(inputs)
-        self._ensure(count)
+    def mix(
+        self, inputs: Sequence[np.ndarray | None], extras: dict[int, np.ndarray] | None = None
+    ) -> np.ndarray:
+        """inputs[i] is member i's frame, or None when it adds nothing (muted, no media).
+        extras maps a room index to audio everyone in that room hears (room playback).
+        Row i of the result is what member i hears; the array is reused by the next call."""
         frames = self._frames
+        if len(inputs) != len(frames):
+            raise ValueError(f"expected {len(frames)} inputs, got {len(inputs)}")
         for i, frame in enumerate(inputs):
             if frame is None:
                 frames[i].fill(0)
             else:
                 frames[i] = frame
-        total = frames.sum(axis=0)
-        if extra is not None:
-            total += extra
-        mixed = total[np.newaxis, :] - frames
+        totals = np.add.reduceat(frames, self._starts, axis=0)
+        if extras:
+            for room, extra in extras.items():
+                totals[room] += extra
+        mixed = totals[self._room_of]
+        mixed -= frames
         np.clip(mixed, -32768, 32767, out=mixed)
         self._out[...] = mixed
         return self._out
