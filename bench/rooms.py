@@ -27,6 +27,7 @@ import asyncio
 import json
 import os
 import statistics
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -309,7 +310,11 @@ async def run_point(legs: int, args: argparse.Namespace, baseline: float | None)
     window = t1 - t0
     cpu = cpu1 - cpu0
     foreign = (all1 - all0) - cpu - (gen_cpu1 - gen_cpu0) - (own_cpu1 - own_cpu0)
-    latency = summarise_latency(at_gen["latency"]) if use_rooms else {"impulses": 0}
+    latency = (
+        summarise_latency(at_gen["latency"])
+        if use_rooms
+        else {"impulses": 0, "note": "not measurable without rooms: no audio is routed back"}
+    )
     if "median_ms" in latency and baseline is not None:
         latency["baseline_ms"] = round(baseline, 2)
         latency["added_ms"] = round(latency["median_ms"] - baseline, 2)
@@ -334,6 +339,7 @@ async def run_point(legs: int, args: argparse.Namespace, baseline: float | None)
         "loss_pct": at_gen["loss_pct"],
         "lost_packets": at_gen["lost_packets"],
         "rx_pps_per_leg": at_gen["rx_pps_per_leg"],
+        "underrun_pct": at_gen["underrun_pct"],
         "jitter_ms_mean": at_gen["jitter_ms_mean"],
         "jitter_ms_max_leg": at_gen["jitter_ms_max_leg"],
         "transit_delta_p99_ms": at_gen["transit_delta_p99_ms"],
@@ -351,14 +357,29 @@ async def run_point(legs: int, args: argparse.Namespace, baseline: float | None)
         "hangup": hangup,
         "foreign_cpu_pct": round(100 * foreign / window, 1),
         "loadavg": os.getloadavg()[0],
+        "source": source_state(),
     }
+
+
+def source_state() -> str:
+    """The commit under test, and whether src/ had uncommitted changes (read-only git)."""
+    try:
+        head = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=HERE
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--", "src"], capture_output=True, text=True, cwd=HERE
+        ).stdout.strip()
+    except OSError:
+        return "unknown"
+    return f"{head}+dirty-src" if dirty else head
 
 
 MARKDOWN_HEADER = (
     "| legs | rooms | setup | CPU µs/leg-s | CPU % core | peak RSS | tick late p50 / p99 "
-    "| tick busy p99 | skipped | loss (gen / server) | jitter mean (gen) | MOS min "
+    "| tick busy p99 | skipped | loss (gen / server) | underrun | jitter mean (gen) | MOS min "
     "| added latency | generator late p99 / CPU |\n"
-    "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+    "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
 )
 
 
@@ -371,7 +392,7 @@ def markdown_row(r: dict[str, Any]) -> str:
         f"| {r['cpu_pct_of_core']} % | {r['peak_rss_mb']:.0f} MB "
         f"| {r['tick_late_p50_ms']} / {r['tick_late_p99_ms']} ms | {r['tick_busy_p99_ms']} ms "
         f"| {r['ticks_skipped']:.0f} | {r['loss_pct']} / {r['at_server']['loss_pct']:.2f} % "
-        f"| {r['jitter_ms_mean']} ms | {r['mos_min']} | {latency} "
+        f"| {r['underrun_pct']} % | {r['jitter_ms_mean']} ms | {r['mos_min']} | {latency} "
         f"| {gen['tick']['late_p99_ms']} ms / {gen['cpu_pct']} % |"
     )
 

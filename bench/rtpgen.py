@@ -183,7 +183,9 @@ class TickLog:
         self.skipped = 0
         self.ticks = 0
 
-    def summary(self) -> dict[str, float]:
+    def summary(self) -> dict[str, float | None]:
+        if not self.ticks:
+            return {"ticks": 0}
         return {
             "ticks": self.ticks,
             "late_p50_ms": round(percentile(self.late, 50) * 1e3, 2),
@@ -734,6 +736,13 @@ class Generator:
             "lost_packets": lost_total,
             "loss_pct": round(100.0 * lost_total / max(1, rx_total + lost_total), 4),
             "rx_pps_per_leg": round(rx_total / max(1, established) / seconds, 2),
+            # Packets that never came although none was lost (the sender skipped ticks).
+            "underrun_pct": round(
+                max(0.0, 100.0 * (1 - (rx_total + lost_total) / (established * seconds / PERIOD)))
+                if established
+                else 0.0,
+                2,
+            ),
             "silent_legs": silent,
             "jitter_ms_mean": round(statistics.fmean(jitters), 3) if jitters else None,
             "jitter_ms_max_leg": round(max(jitters), 3) if jitters else None,

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+import socket
 from collections.abc import Iterator
 
 import uvicorn
@@ -25,12 +26,25 @@ from callboard.sip.call import SipUserAgent, TimerSettings
 log = logging.getLogger(__name__)
 
 
+# Kernel send buffer of every HTTP/WebSocket connection. Left to autotuning it grows to
+# megabytes, and a room WebSocket client that stops reading would soak up a minute of audio
+# before the participant's own one-second bound noticed it was too slow.
+HTTP_SEND_BUFFER = 32 * 1024
+
+
 class _Uvicorn(uvicorn.Server):
     """Uvicorn without its own signal handling: shutdown order is ours (legs first)."""
 
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:
         yield
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)
+        # Accepted connections inherit the listener's (fixed) send buffer size.
+        for server in self.servers:
+            for sock in server.sockets:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, HTTP_SEND_BUFFER)
 
 
 class Callboard:

@@ -295,16 +295,14 @@ def test_command_errors_keep_the_socket_open(
     assert unknown["type"] == "error" and unknown["data"]["code"] == 400
     assert "make_coffee" in unknown["data"]["message"]
 
-    for room_command in (
-        "list_rooms",
-        "get_room",
-        "create_room",
-        "delete_room",
-        "add_leg_to_room",
-        "remove_leg_from_room",
-    ):
+    # Room commands report the same errors as REST: unknown room 404, unknown leg 404.
+    for room_command in ("get_room", "delete_room", "remove_leg_from_room"):
         reply = vsi.command_raw(room_command, {"room_id": "r1", "leg_id": "l1"})
-        assert reply["type"] == "error" and reply["data"]["code"] == 501, reply
+        assert reply["type"] == "error" and reply["data"]["code"] == 404, reply
+    reply = vsi.command_raw("add_leg_to_room", {"room_id": "r1", "leg_id": "l1"})
+    assert reply["type"] == "error" and reply["data"]["code"] == 404, reply
+    reply = vsi.command_raw("add_leg_to_room", {"room_id": "r1"})
+    assert reply["type"] == "error" and reply["data"]["code"] == 400, reply
 
     # Malformed JSON: an error, and the connection keeps working.
     raw = raw_vsi(server)

@@ -8,13 +8,18 @@ its own audio keeps the room running.
 
 from __future__ import annotations
 
+import math
 import time
 import uuid
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
+import numpy as np
 import pytest
 
+from tests.helpers.audio import band_energy_db
+from tests.helpers.baresip import Baresip, BaresipFactory
 from tests.helpers.server import ServerFactory, ServerProcess
 from tests.helpers.vsi import VsiClient, VsiError
 from tests.helpers.webhooks import WebhookReceiver
@@ -390,6 +395,8 @@ def test_per_room_webhook(server_factory: ServerFactory, webhook_receiver: Webho
     b.api("DELETE", "/rooms/hooked")
     for leg in (a1, a2):
         assert disconnected(hooks, leg)["cdr"]["reason"] == "remote_bye"
+    for leg in (b1, b2):
+        assert disconnected(hooks, leg)["cdr"]["reason"] == "api_hangup"
     hooks.wait_for("room.deleted", room_id="hooked")
 
     def on(path: str, **match: Any) -> list[tuple[str, str]]:
@@ -407,10 +414,9 @@ def test_per_room_webhook(server_factory: ServerFactory, webhook_receiver: Webho
         ("leg.disconnected", b1),
         ("room.deleted", "hooked"),
     ]
-    wait_until(
-        lambda: len(on("/room")) >= len(expected),
-        f"room webhook deliveries: {on('/room')}, global: {on('/hooks')}",
-    )
+    deadline = time.monotonic() + 5
+    while len(on("/room")) < len(expected) and time.monotonic() < deadline:
+        time.sleep(0.05)
     got = on("/room")
     assert sorted(got) == sorted(expected), got
     assert got.index(("room.created", "hooked")) == 0
@@ -433,3 +439,117 @@ def test_per_room_webhook(server_factory: ServerFactory, webhook_receiver: Webho
         ]
     )
     assert on("/room", leg_id=b2) == [] and on("/hooks", leg_id=b2) == []
+
+
+# -- flags before the first frame, hold and own playback, heard by real phones --------------
+
+WINDOW_S = 0.02
+
+
+def db(amplitude: float) -> float:
+    return 20 * math.log10(max(amplitude, 1e-9))
+
+
+def tone_track(phone: Baresip, freq: float) -> np.ndarray:
+    """Amplitude of ``freq`` in each 20 ms of what the phone heard (index = 20 ms step)."""
+    rate, heard = phone.heard()
+    n = int(rate * WINDOW_S)
+    frames = heard[: heard.size - heard.size % n].reshape(-1, n)
+    # Hann-windowed, so that a tone starting mid-window does not splatter into other bands.
+    window = np.hanning(n)
+    basis = window * np.exp(-2j * np.pi * freq * np.arange(n) / rate)
+    track: np.ndarray = 2.0 * np.abs(frames @ basis) / window.sum()
+    return track
+
+
+def span(track: np.ndarray, start_s: float, end_s: float) -> np.ndarray:
+    piece = track[max(0, int(start_s / WINDOW_S)) : int(end_s / WINDOW_S)]
+    assert piece.size >= 10, f"only {piece.size} windows between {start_s:.2f}s and {end_s:.2f}s"
+    return piece
+
+
+def longest_gap_ms(track: np.ndarray, floor: float) -> float:
+    """The longest run of 20 ms windows where the tone is below ``floor``, in ms."""
+    longest = run = 0
+    for value in track:
+        run = run + 1 if value < floor else 0
+        longest = max(longest, run)
+    return longest * WINDOW_S * 1000
+
+
+def test_flags_apply_before_the_first_frame_and_held_leg_keeps_room_running(
+    hooked_server: ServerProcess,
+    webhook_receiver: WebhookReceiver,
+    baresip_factory: BaresipFactory,
+    originate: Callable[..., dict[str, Any]],
+) -> None:
+    server, hooks = hooked_server, webhook_receiver
+    talker = baresip_factory("talker", sine_hz=700, codecs=["PCMU"]).start()
+    muted = baresip_factory("muted", sine_hz=1100, codecs=["PCMU"]).start()
+    deaf = baresip_factory("deaf", sine_hz=1500, codecs=["PCMU"]).start()
+    t_leg = originate(server, talker.uri, room_id="flags")["id"]
+    m_leg = originate(server, muted.uri)["id"]
+    d_leg = originate(server, deaf.uri)["id"]
+    hooks.wait_for("leg.joined_room", leg_id=t_leg)
+    answered = {
+        leg: hooks.wait_for("leg.connected", leg_id=leg).request.monotonic
+        for leg in (t_leg, m_leg, d_leg)
+    }
+    time.sleep(0.6)
+    t_mute = time.monotonic()
+    add(server, "flags", m_leg, mute=True)
+    time.sleep(1.2)
+    t_deaf = time.monotonic()
+    add(server, "flags", d_leg, deaf=True)
+    time.sleep(1.2)
+    t_unmute = time.monotonic()
+    assert server.api("DELETE", f"/legs/{m_leg}/mute").status_code == 200
+    time.sleep(1.2)
+    t_hold = time.monotonic()
+    assert server.api("POST", f"/legs/{d_leg}/hold").status_code == 200
+    play = server.api("POST", f"/legs/{m_leg}/play", {"tone": "de_dial"})
+    assert play.status_code == 200, play.text
+    hooks.wait_for("leg.hold", leg_id=d_leg)
+    time.sleep(1.6)
+    t_end = time.monotonic()
+    server.api("DELETE", "/rooms/flags")
+    for phone in (talker, muted, deaf):
+        phone.wait_closed()
+
+    def rel(phone_leg: str, moment: float) -> float:
+        return moment - answered[phone_leg]
+
+    def heard_between(phone: Baresip, leg: str, start: float, end: float) -> np.ndarray:
+        rate, heard = phone.heard()
+        return heard[int(rel(leg, start) * rate) : int(rel(leg, end) * rate)]
+
+    t_1100, t_1500 = tone_track(talker, 1100), tone_track(talker, 1500)
+    m_700 = tone_track(muted, 700)
+    d_700, d_1100 = tone_track(deaf, 700), tone_track(deaf, 1100)
+    talker_t = partial(rel, t_leg)
+
+    # mute=true held from the first frame: the talker never heard the muted phone, not even
+    # in the first frames after the join, until it was unmuted; then it did.
+    before = span(t_1100, 0.0, talker_t(t_unmute) - 0.1)
+    assert db(before.max()) < -50, f"the muted phone leaked into the room: {db(before.max()):.0f}"
+    after = span(t_1100, talker_t(t_unmute) + 0.3, talker_t(t_end) - 0.3)
+    assert db(after.min()) > -20, "unmuted, the phone should be heard"
+    # Muted is not deaf: the muted phone heard the talker from its join on.
+    heard = span(m_700, rel(m_leg, t_mute) + 0.3, rel(m_leg, t_end) - 0.3)
+    assert longest_gap_ms(heard, 0.1) <= 20, "the muted phone should hear the talker"
+
+    # deaf=true held from the first frame: the deaf phone heard nothing at all.
+    assert len(d_700) * WINDOW_S > rel(d_leg, t_deaf) + 1.0, "the deaf phone's recording is short"
+    loudest = max(db(d_700.max()), db(d_1100.max()))
+    assert loudest < -50, f"the deaf phone heard the room ({loudest:.0f} dBFS)"
+    # Deaf is not muted: the others heard it.
+    heard = span(t_1500, talker_t(t_deaf) + 0.3, talker_t(t_hold) - 0.1)
+    assert db(heard.min()) > -20, "the deaf phone should be heard"
+
+    # One leg on hold, another playing a tone of its own: the room keeps mixing for the rest.
+    hold_phase = span(t_1100, talker_t(t_hold) + 0.1, talker_t(t_end) - 0.3)
+    assert longest_gap_ms(hold_phase, 0.1) <= 20, "the room stalled while a leg was held"
+    own = heard_between(muted, m_leg, t_hold + 0.3, t_end - 0.3)
+    assert band_energy_db(own, 8000, 425, 30) > -25, "the leg should hear its own playback"
+    others = heard_between(talker, t_leg, t_hold + 0.3, t_end - 0.3)
+    assert band_energy_db(others, 8000, 425, 30) < -50, "a leg's playback leaked into the room"

@@ -82,14 +82,18 @@ class RoomManager:
         self._drop(room)
 
     def _drop(self, room: Room) -> None:
-        if self.rooms.pop(room.id, None) is None:
+        if room.dropping or self.rooms.get(room.id) is not room:
             return
+        # Still registered until its last event is out, so that the room's own webhook gets
+        # the leg.left_room and room.deleted events of its teardown.
+        room.dropping = True
         for leg in list(room.legs.values()):
             self._take_out(room, leg)
         for ws_id in list(room.ws_participants):
             self.service.ws_participants.close(ws_id)
         self.service.engine.drop_room(room.id)
         self.publish(room, "room.deleted")
+        del self.rooms[room.id]
 
     def _drop_if_abandoned(self, room: Room) -> None:
         if room.auto_created and room.empty:
