@@ -708,6 +708,7 @@ class Generator:
         jitters: list[float] = []
         moses: list[float] = []
         silent = 0
+        due = seconds / PERIOD  # packets each leg should have received in the window
         for leg in self.legs:
             if leg.state != "established":
                 continue
@@ -718,7 +719,10 @@ class Generator:
                 silent += 1
                 continue
             jitters.append(jitter)
-            moses.append(mos_score(lost / max(1, received + lost), jitter))
+            # A packet that never came is a gap to the listener whether or not its sequence
+            # number was skipped: the MOS counts both.
+            missing = min(1.0, max(lost, due - received) / due)
+            moses.append(mos_score(missing, jitter))
         template = impulse_template()
         latencies: list[dict[str, Any]] = []
         for a in self.latency_legs:

@@ -402,7 +402,9 @@ def test_per_room_webhook(server_factory: ServerFactory, webhook_receiver: Webho
     def on(path: str, **match: Any) -> list[tuple[str, str]]:
         events = hooks.events(instance_id=b.instance_id, **match)
         return [
-            (e.type, e.get("leg_id", e.get("room_id"))) for e in events if e.request.path == path
+            (e.type, str(e.get("leg_id") or e.get("room_id")))
+            for e in events
+            if e.request.path == path
         ]
 
     # The room's events and those of its legs without their own webhook: only to the room URL.
