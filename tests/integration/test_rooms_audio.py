@@ -114,13 +114,14 @@ def test_mixed_codec_room(
     )
     answered = [hooks.wait_for("leg.connected", leg_id=leg).request.monotonic for leg in legs]
     complete = max(answered)
-    time.sleep(2.0)
+    time.sleep(3.0)
     t_end = time.monotonic()
     hooked_server.api("DELETE", "/rooms/conf")
     for phone in phones:
         phone.wait_closed()
     for i, own in enumerate(TONES):
-        bands = _heard_window(phones[i], complete - answered[i] + 0.3, t_end - answered[i] - 0.3)
+        # Generous margins: under load the phones' recordings and our clock drift apart a bit.
+        bands = _heard_window(phones[i], complete - answered[i] + 0.6, t_end - answered[i] - 0.6)
         others = [f for f in TONES if f != own]
         for f in others:
             assert bands[f] > -40, f"phone {own} does not hear {f} Hz: {bands}"

@@ -24,7 +24,7 @@ class Room:
         self.app_id = app_id
         # Rooms made implicitly for a leg go away with their last participant.
         self.auto_created = auto_created
-        self.dropping = False  # being deleted: no longer joinable, events still routed
+        self.dropping = False  # being torn down (its events still go to its webhook)
         self.legs: dict[str, Leg] = {}
         self.ws_participants: set[str] = set()
 
