@@ -62,7 +62,6 @@ class Leg:
         self.ended_at: float | None = None
         self.end_reason: str | None = None
         self.dtmf_seq = 0
-        self.media_attached = False
         self.playbacks = LegPlaybacks()
 
     # ---- views ----

@@ -195,7 +195,6 @@ class CallService:
         if endpoint is not None:
             media = self.engine.attach(leg.id, endpoint)
             media.muted, media.deaf = leg.muted, leg.deaf
-            leg.media_attached = True
             self._ensure_speaking_detection(leg)
 
     def media_flags_changed(self, leg: Leg) -> None:

@@ -37,12 +37,6 @@ class FrameSource(Protocol):
         ...
 
 
-class FrameObserver(Protocol):
-    """Sees each frame a leg produced this tick (speaking detection, later taps)."""
-
-    def __call__(self, media: LegMedia, frame: np.ndarray | None) -> None: ...
-
-
 def _sum_sources(
     sources: list[FrameSource], on_finished: Callable[[FrameSource], None] | None
 ) -> np.ndarray | None:
@@ -121,7 +115,6 @@ class MediaEngine:
     def __init__(self) -> None:
         self._legs: dict[str, LegMedia] = {}
         self._rooms: dict[str, RoomMedia] = {}
-        self.observers: list[FrameObserver] = []
         self._mixer = BatchMixer()
         self._layout_dirty = True
         self._members: list[LegMedia] = []  # every room member, grouped room by room
@@ -205,7 +198,6 @@ class MediaEngine:
 
     def tick(self) -> None:
         legs = list(self._legs.values())
-        observers = self.observers
         for media in legs:
             frame = media.endpoint.read_frame()
             media.last_in = frame
@@ -214,8 +206,6 @@ class MediaEngine:
                 change = detector.update(frame)
                 if change is not None and media.on_speaking is not None:
                     media.on_speaking(change)
-            for observer in observers:
-                observer(media, frame)
         self._mix_rooms()
         for media in legs:
             media.endpoint.write_frame(media.heard_frame())

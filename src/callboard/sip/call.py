@@ -957,14 +957,16 @@ class SipUserAgent:
                 if event.response.status >= 200 and call.ended:
                     self._by_tx.pop(event.tx_key, None)
             elif 200 <= event.response.status < 300 and event.response.cseq[1] == "INVITE":
-                self._ack_and_bye_stray(event.response)
+                self._log_stray_2xx(event.response)
         else:
             call = self._by_tx.pop(event.tx_key, None)
             if call is not None:
                 call.on_timeout(event)
 
-    def _ack_and_bye_stray(self, response: SipResponse) -> None:
-        """A 2xx for an INVITE whose call is gone (e.g. after a crossed CANCEL)."""
+    def _log_stray_2xx(self, response: SipResponse) -> None:
+        """A 2xx for an INVITE whose call is gone. A call keeps routing its own late 2xx (it
+        ACKs and BYEs a 2xx that crossed its CANCEL) for 40 s after ending; past that the
+        INVITE is unknown and the far end's Timer H ends its side."""
         log.debug("stray 2xx for %s", response.call_id)
 
     def _on_request(self, event: RequestReceived) -> None:
