@@ -2,10 +2,30 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
+
+import pytest
 
 from tests.helpers.server import ServerFactory, ServerProcess
 from tests.helpers.webhooks import WebhookReceiver
+
+
+def module_pair(
+    tmp_path_factory: pytest.TempPathFactory,
+    hooks: WebhookReceiver,
+    request: pytest.FixtureRequest,
+    name: str,
+) -> Iterator[tuple[ServerProcess, ServerProcess]]:
+    """Body of a module-scoped fixture: two instances shared by a module's tests; their log
+    tails are printed when a test of the module failed or an instance died."""
+    factory = ServerFactory(Path(tmp_path_factory.mktemp(name)))
+    failures = request.session.testsfailed
+    a = factory(WEBHOOK_URL=hooks.url)
+    b = factory(WEBHOOK_URL=hooks.url)
+    yield a, b
+    factory.close(failed=request.session.testsfailed > failures)
 
 
 def pair(

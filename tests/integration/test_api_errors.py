@@ -9,14 +9,14 @@ Two instances and one webhook receiver are shared by the module: B is the server
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from tests.helpers.server import ServerFactory, ServerProcess
+from tests.helpers.server import ServerProcess
 from tests.helpers.webhooks import WebhookReceiver
+from tests.integration.flows import module_pair
 
 # Dialled by requests that must be refused: if one got through, its call would fail at once
 # (nothing listens on TCP port 9), so one wrong answer does not spoil the next case.
@@ -34,12 +34,7 @@ def hooks() -> Iterator[WebhookReceiver]:
 def servers(
     tmp_path_factory: pytest.TempPathFactory, hooks: WebhookReceiver, request: pytest.FixtureRequest
 ) -> Iterator[tuple[ServerProcess, ServerProcess]]:
-    factory = ServerFactory(Path(tmp_path_factory.mktemp("api_errors")))
-    failures = request.session.testsfailed
-    a = factory(WEBHOOK_URL=hooks.url)
-    b = factory(WEBHOOK_URL=hooks.url)
-    yield a, b
-    factory.close(failed=request.session.testsfailed > failures)
+    yield from module_pair(tmp_path_factory, hooks, request, "api_errors")
 
 
 @pytest.fixture

@@ -21,8 +21,9 @@ from typing import Any
 
 import pytest
 
-from tests.helpers.server import ServerFactory, ServerProcess
+from tests.helpers.server import ServerProcess
 from tests.helpers.webhooks import WebhookReceiver
+from tests.integration.flows import module_pair
 
 SEED = 20240611
 LOCAL = "127.0.0.1"
@@ -42,13 +43,7 @@ def hooks() -> Iterator[WebhookReceiver]:
 def servers(
     tmp_path_factory: pytest.TempPathFactory, hooks: WebhookReceiver, request: pytest.FixtureRequest
 ) -> Iterator[tuple[ServerProcess, ServerProcess]]:
-    factory = ServerFactory(Path(tmp_path_factory.mktemp("bad_input")))
-    failures = request.session.testsfailed
-    caller = factory(WEBHOOK_URL=hooks.url)
-    callee = factory(WEBHOOK_URL=hooks.url)
-    yield caller, callee
-    # the log tails are printed when a test of this module failed or an instance died
-    factory.close(failed=request.session.testsfailed > failures)
+    yield from module_pair(tmp_path_factory, hooks, request, "bad_input")
 
 
 @pytest.fixture
