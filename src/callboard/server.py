@@ -66,9 +66,7 @@ class Callboard:
                 session_expires=settings.session_expires, min_se=settings.session_min_se
             ),
         )
-        self.service = CallService(
-            settings, self.bus, self.metrics, self.ua, self.engine, self.clock
-        )
+        self.service = CallService(settings, self.bus, self.metrics, self.ua, self.engine)
         self.webhooks = WebhookSink(self.service.resolve_webhook)
         self.bus.add_sink(self.webhooks)
         self.bus.add_sink(self.vsi_hub)

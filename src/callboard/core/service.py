@@ -25,7 +25,6 @@ from callboard.core.ws_participant import WsParticipants
 from callboard.events.bus import Event, EventBus
 from callboard.events.metrics import Metrics
 from callboard.events.webhooks import WebhookTarget
-from callboard.media.clock import MediaClock
 from callboard.media.codecs import normalize_codec_name
 from callboard.media.engine import MediaEngine
 from callboard.media.speaking import SpeakingDetector
@@ -95,14 +94,12 @@ class CallService:
         metrics: Metrics,
         ua: SipUserAgent,
         engine: MediaEngine,
-        clock: MediaClock,
     ) -> None:
         self.settings = settings
         self.bus = bus
         self.metrics = metrics
         self.ua = ua
         self.engine = engine
-        self.clock = clock
         self.ports = PortAllocator(settings.rtp_port_min, settings.rtp_port_max)
         self.legs: dict[str, Leg] = {}
         # Webhooks of legs that just ended, for events still being routed after removal.
