@@ -16,12 +16,14 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from callboard.media.frames import FRAME_SAMPLES, SAMPLE_RATE
+
 if TYPE_CHECKING:
     from callboard.core.service import CallService
 
 log = logging.getLogger(__name__)
 
-FRAME_BYTES = 640
+FRAME_BYTES = FRAME_SAMPLES * 2  # s16le
 # Frames a client may run ahead before the oldest are dropped (keeps its latency bounded).
 MAX_INBOUND = 10
 # About one second of audio the client has not read yet: beyond that it is too slow.
@@ -30,6 +32,8 @@ MAX_OUTBOUND = 50
 
 class WsEndpoint:
     """The MediaEndpoint of one WebSocket participant."""
+
+    sample_rate = SAMPLE_RATE
 
     def __init__(self, participant_id: str) -> None:
         self.id = participant_id

@@ -1,9 +1,11 @@
 """The per-tick media work: pull a frame from every leg, mix every room, push to every leg.
 
 The engine knows legs only as `MediaEndpoint`s (anything that gives and takes 20 ms frames of
-16 kHz PCM), so SIP/RTP, WebRTC and WebSocket participants are all the same to it. Room
-membership and the muted/deaf flags live here as plain attributes that the core sets between
-ticks, so a change applies atomically before the next mixed frame.
+PCM at its stated rate), so SIP/RTP, WebRTC and WebSocket participants are all the same to it.
+Endpoints at another rate than the rooms' 16 kHz are converted here, all legs of one rate in
+one batch per direction (see lanes.py), rather than by each transport. Room membership and the
+muted/deaf flags live here as plain attributes that the core sets between ticks, so a change
+applies atomically before the next mixed frame.
 """
 
 from __future__ import annotations
@@ -13,16 +15,23 @@ from typing import Protocol
 
 import numpy as np
 
-from callboard.media.frames import FRAME_SAMPLES
+from callboard.media.frames import FRAME_SAMPLES, SAMPLE_RATE
+from callboard.media.lanes import LaneSeat, RateLane
 from callboard.media.mixer import BatchMixer
-from callboard.media.speaking import SpeakingDetector
+from callboard.media.speaking import SpeakingDetector, frames_dbfs
 
 SILENCE = np.zeros(FRAME_SAMPLES, dtype=np.int16)
 SILENCE.setflags(write=False)
 
 
 class MediaEndpoint(Protocol):
-    """A transport's side of a leg, as the media clock sees it."""
+    """A transport's side of a leg, as the media clock sees it.
+
+    Frames are 20 ms of mono int16 at `sample_rate`, which may change between ticks (a
+    re-INVITE to another codec). write_frame must not keep `pcm`: the array is reused."""
+
+    @property
+    def sample_rate(self) -> int: ...
 
     def read_frame(self) -> np.ndarray | None: ...
 
@@ -62,13 +71,16 @@ class LegMedia:
         "deaf",
         "detector",
         "endpoint",
+        "has_input",
         "key",
         "last_in",
         "muted",
         "on_finished",
         "on_speaking",
+        "rate",
         "room",
         "room_out",
+        "seat",
         "sources",
     )
 
@@ -85,6 +97,10 @@ class LegMedia:
         # Speaking detection: set by the core for connected legs; fed while not muted.
         self.detector: SpeakingDetector | None = None
         self.on_speaking: Callable[[str], None] | None = None
+        # The endpoint's rate as last seen; a seat in that rate's lane unless it is 16 kHz.
+        self.rate = 0
+        self.seat: LaneSeat[LegMedia] | None = None
+        self.has_input = False
 
     def heard_frame(self) -> np.ndarray:
         """What this leg hears this tick: its room's mix (unless deaf) plus its own sources."""
@@ -119,6 +135,7 @@ class MediaEngine:
         self._layout_dirty = True
         self._members: list[LegMedia] = []  # every room member, grouped room by room
         self._mixed_rooms: list[RoomMedia] = []
+        self._lanes: dict[int, RateLane[LegMedia]] = {}
 
     def __len__(self) -> int:
         return len(self._legs)
@@ -135,6 +152,27 @@ class MediaEngine:
         media = self._legs.pop(key, None)
         if media is not None:
             self.leave_room(media)
+            self._unseat(media)
+
+    # ---- sample rates ----
+
+    def _bind_rate(self, media: LegMedia, rate: int) -> None:
+        """Give a participant whose endpoint changed rate a fresh seat in the right lane."""
+        self._unseat(media)
+        media.rate = rate
+        if rate != SAMPLE_RATE:
+            lane = self._lanes.get(rate)
+            if lane is None:
+                lane = self._lanes[rate] = RateLane(rate)
+            media.seat = lane.join(media)
+
+    def _unseat(self, media: LegMedia) -> None:
+        seat = media.seat
+        if seat is not None:
+            seat.lane.leave(seat)
+            media.seat = None
+            if not seat.lane.seats:
+                del self._lanes[seat.lane.rate]
 
     def get(self, key: str) -> LegMedia | None:
         return self._legs.get(key)
@@ -196,16 +234,54 @@ class MediaEngine:
         for member, row in zip(self._members, mixed, strict=True):
             member.room_out = row
 
+    @staticmethod
+    def _speaking(media: LegMedia, change: str | None) -> None:
+        if change is not None and media.on_speaking is not None:
+            media.on_speaking(change)
+
     def tick(self) -> None:
         legs = list(self._legs.values())
         for media in legs:
-            frame = media.endpoint.read_frame()
-            media.last_in = frame
-            detector = media.detector
-            if detector is not None and frame is not None and not media.muted:
-                change = detector.update(frame)
-                if change is not None and media.on_speaking is not None:
-                    media.on_speaking(change)
-        self._mix_rooms()
+            rate = media.endpoint.sample_rate
+            if rate != media.rate:
+                self._bind_rate(media, rate)
+        lanes = list(self._lanes.values())
+
         for media in legs:
-            media.endpoint.write_frame(media.heard_frame())
+            frame = media.endpoint.read_frame()
+            seat = media.seat
+            if seat is None:
+                media.last_in = frame
+            else:
+                media.has_input = frame is not None
+                seat.lane.received[seat.row] = 0 if frame is None else frame
+        for lane in lanes:
+            converted = lane.into_rooms.run()
+            levels = frames_dbfs(converted)  # for the speaking detectors, in one pass
+            for row, seat in enumerate(lane.seats):
+                media = seat.owner
+                if media.has_input:
+                    media.last_in = converted[row]
+                    if media.detector is not None and not media.muted:
+                        self._speaking(media, media.detector.update_level(levels[row]))
+                else:
+                    media.last_in = None
+        for media in legs:  # the 16 kHz ones
+            detector = media.detector
+            frame = media.last_in
+            if detector is None or frame is None or media.seat is not None or media.muted:
+                continue
+            self._speaking(media, detector.update(frame))
+
+        self._mix_rooms()
+
+        for media in legs:
+            seat = media.seat
+            if seat is None:
+                media.endpoint.write_frame(media.heard_frame())
+            else:
+                seat.lane.to_send[seat.row] = media.heard_frame()
+        for lane in lanes:
+            converted = lane.from_rooms.run()
+            for row, seat in enumerate(lane.seats):
+                seat.owner.endpoint.write_frame(converted[row])

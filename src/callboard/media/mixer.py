@@ -29,6 +29,9 @@ class BatchMixer:
         self._starts = np.cumsum([0, *room_sizes[:-1]]).astype(np.intp)
         self._room_of = np.repeat(np.arange(len(room_sizes)), room_sizes).astype(np.intp)
         self._frames = np.zeros((count, FRAME_SAMPLES), dtype=np.int32)
+        # Reused every tick: fresh arrays this size cost page faults on each allocation.
+        self._totals = np.zeros((len(room_sizes), FRAME_SAMPLES), dtype=np.int32)
+        self._mixed = np.zeros((count, FRAME_SAMPLES), dtype=np.int32)
         self._out = np.zeros((count, FRAME_SAMPLES), dtype=np.int16)
 
     def mix(
@@ -45,11 +48,13 @@ class BatchMixer:
                 frames[i].fill(0)
             else:
                 frames[i] = frame
-        totals = np.add.reduceat(frames, self._starts, axis=0)
+        totals = self._totals
+        np.add.reduceat(frames, self._starts, axis=0, out=totals)
         if extras:
             for room, extra in extras.items():
                 totals[room] += extra
-        mixed = totals[self._room_of]
+        mixed = self._mixed
+        np.take(totals, self._room_of, axis=0, out=mixed)
         mixed -= frames
         np.clip(mixed, -32768, 32767, out=mixed)
         self._out[...] = mixed

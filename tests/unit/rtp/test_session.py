@@ -8,9 +8,7 @@ import numpy as np
 import pytest
 import uvloop
 
-from callboard.media.frames import FRAME_SAMPLES, SAMPLE_RATE, silence
 from callboard.media.g711 import ulaw_decode, ulaw_encode
-from callboard.media.resample import Resampler
 from callboard.rtp import rtcp
 from callboard.rtp import session as session_module
 from callboard.rtp.dtmf import decode_event
@@ -23,21 +21,29 @@ PAYLOAD_TYPES = {"PCMU": 0, "PCMA": 8, "G722": 9, "opus": 111}
 DTMF_PT = 101
 
 
-def tone_frames(freq: float, count: int, amplitude: float = 8000.0) -> list[np.ndarray]:
-    t = np.arange(FRAME_SAMPLES * count) / SAMPLE_RATE
+def tone_frames(
+    freq: float, count: int, amplitude: float = 8000.0, rate: int = 8000
+) -> list[np.ndarray]:
+    """20 ms frames at `rate`: sessions read and write at their codec's sample rate."""
+    size = rate // 50
+    t = np.arange(size * count) / rate
     signal = np.rint(amplitude * np.sin(2 * np.pi * freq * t)).astype(np.int16)
-    return [signal[i * FRAME_SAMPLES : (i + 1) * FRAME_SAMPLES] for i in range(count)]
+    return [signal[i * size : (i + 1) * size] for i in range(count)]
+
+
+def silence(rate: int = 8000) -> np.ndarray:
+    return np.zeros(rate // 50, dtype=np.int16)
 
 
 def rms(x: np.ndarray) -> float:
     return float(np.sqrt(np.mean(x.astype(np.float64) ** 2)))
 
 
-def peak_frequency(x: np.ndarray) -> float:
+def peak_frequency(x: np.ndarray, rate: int = 8000) -> float:
     spectrum = np.abs(np.fft.rfft(x.astype(np.float64) * np.hanning(len(x))))
     k = int(np.argmax(spectrum[1:]) + 1)
     a, b, c = np.log(spectrum[k - 1 : k + 2] + 1e-12)
-    return (k + 0.5 * (a - c) / (a - 2 * b + c)) * SAMPLE_RATE / len(x)
+    return (k + 0.5 * (a - c) / (a - 2 * b + c)) * rate / len(x)
 
 
 class Collector(asyncio.DatagramProtocol):
@@ -94,13 +100,13 @@ async def pair(ports: PortAllocator) -> AsyncIterator[tuple[RtpSession, RtpSessi
 
 
 async def exchange_tone(a: RtpSession, b: RtpSession, count: int = 50) -> list[np.ndarray | None]:
-    frames = tone_frames(1000.0, count)
+    frames = tone_frames(1000.0, count, rate=a.sample_rate)
     received: list[np.ndarray | None] = []
 
     def tick(i: int) -> None:
         received.append(b.read_frame())
         a.write_frame(frames[i])
-        b.write_frame(silence())
+        b.write_frame(silence(b.sample_rate))
 
     await ticks(count, tick)
     return received
@@ -111,13 +117,16 @@ async def test_tone_between_two_sessions(ports: PortAllocator, codec: str) -> No
     a, b = await session_pair(ports, codec)
     try:
         assert b.read_frame() is None  # nothing has arrived yet
+        rate = b.sample_rate
+        assert rate == {"PCMU": 8000, "PCMA": 8000, "G722": 16000, "opus": 48000}[codec]
         received = await exchange_tone(a, b)
         audio = [f for f in received if f is not None]
         assert len(audio) >= 45
-        assert all(f.dtype == np.int16 and f.shape == (FRAME_SAMPLES,) for f in audio)
+        assert all(f.dtype == np.int16 and f.shape == (rate // 50,) for f in audio)
         settled = np.concatenate(audio[10:])
-        assert abs(peak_frequency(settled) - 1000.0) < 2.0
-        level_db = 20 * np.log10(rms(settled) / rms(np.concatenate(tone_frames(1000.0, 10))))
+        assert abs(peak_frequency(settled, rate) - 1000.0) < 2.0
+        reference = np.concatenate(tone_frames(1000.0, 10, rate=rate))
+        level_db = 20 * np.log10(rms(settled) / rms(reference))
         assert abs(level_db) < 1.0
         stats = b.stats
         assert stats.packets_received >= 45
@@ -336,14 +345,11 @@ async def test_30ms_packets_become_20ms_frames(ports: PortAllocator) -> None:
                 out.append(session.read_frame())
         frames = [f for f in out if f is not None]
         assert len(frames) == 30
-        assert all(len(f) == FRAME_SAMPLES for f in frames)
+        assert all(len(f) == 160 for f in frames)
         # Exactly the decoded stream, re-cut into 20 ms: nothing dropped or repeated.
-        upsampler = Resampler(8000, SAMPLE_RATE)
-        expected = np.concatenate(
-            [upsampler.process(ulaw_decode(payload[i : i + 240])) for i in range(0, 4800, 240)]
-        )
+        expected = ulaw_decode(payload)
         assert np.array_equal(np.concatenate(frames), expected)
-        assert abs(peak_frequency(expected[1600:]) - 1000.0) < 3.0
+        assert abs(peak_frequency(expected[800:]) - 1000.0) < 3.0
     finally:
         session.close()
         sender.close()
@@ -373,9 +379,11 @@ async def test_reconfigure_to_another_codec_keeps_stats(
             payload_type=9,
             dtmf_payload_type=DTMF_PT,
         )
+    assert b.sample_rate == 16000  # frames now come at G.722's rate
     received = await exchange_tone(a, b, 30)
     audio = [f for f in received[5:] if f is not None]
-    assert abs(peak_frequency(np.concatenate(audio)) - 1000.0) < 2.0
+    assert all(len(f) == 320 for f in audio)
+    assert abs(peak_frequency(np.concatenate(audio), 16000) - 1000.0) < 2.0
     assert b.stats.packets_received >= before + 25
     assert b.codec is not None and b.codec.name == "G722"
 
