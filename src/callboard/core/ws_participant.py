@@ -34,6 +34,7 @@ class WsEndpoint:
     """The MediaEndpoint of one WebSocket participant."""
 
     sample_rate = SAMPLE_RATE
+    law = None  # frames travel as PCM
 
     def __init__(self, participant_id: str) -> None:
         self.id = participant_id

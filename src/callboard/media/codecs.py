@@ -13,6 +13,7 @@ import numpy as np
 from av.audio.frame import AudioFrame
 
 from callboard.media import g711
+from callboard.media.g711 import ALAW, ULAW, G711Law
 
 SUPPORTED_CODECS: tuple[str, ...] = ("PCMU", "PCMA", "G722", "opus")
 _BY_LOWER = {name.lower(): name for name in SUPPORTED_CODECS}
@@ -45,10 +46,13 @@ class Codec(ABC):
     sdp_channels: int = 1
     # Algorithmic delay (encoder lookahead + decoder), for latency budgets and MOS.
     delay_ms: float = 0.0
+    # Set for G.711: the media engine then codes whole 20 ms frames of many legs at once.
+    law: G711Law | None = None
 
     def __init__(self) -> None:
         self._frame_samples = self.sample_rate // 50
         self._last = np.zeros(self._frame_samples, dtype=np.int16)
+        self._last_payload: bytes | None = None  # a frame decoded elsewhere (see remember)
         self._misses = 0
         # Linear gain ramps for the successive concealment frames, built once.
         steps = np.linspace(1.0, 0.0, _FADE_FRAMES * self._frame_samples + 1, dtype=np.float32)
@@ -65,15 +69,25 @@ class Codec(ABC):
         """Decode one RTP payload (any ptime it carries) to int16 mono at sample_rate."""
         pcm = self._decode(payload)
         self._misses = 0
+        self._last_payload = None
         if len(pcm) >= self._frame_samples:
             self._last = pcm[len(pcm) - self._frame_samples :]
         return pcm
+
+    def remember(self, payload: bytes) -> None:
+        """Note a one-frame payload that was decoded elsewhere, for concealment; decoded
+        here only if a loss follows it."""
+        self._misses = 0
+        self._last_payload = payload
 
     @abstractmethod
     def _decode(self, payload: bytes) -> np.ndarray: ...
 
     def conceal(self) -> np.ndarray:
         """20 ms standing in for a lost packet: the last frame fading out, then silence."""
+        if self._last_payload is not None:
+            self._last = self._decode(self._last_payload)
+            self._last_payload = None
         index = self._misses
         self._misses += 1
         if index >= _FADE_FRAMES:
@@ -90,6 +104,7 @@ class PcmuCodec(Codec):
     rtp_clock_rate = 8000
     sample_rate = 8000
     static_payload_type = 0
+    law = ULAW
 
     def encode(self, pcm: np.ndarray) -> bytes:
         return g711.ulaw_encode(pcm)
@@ -103,6 +118,7 @@ class PcmaCodec(Codec):
     rtp_clock_rate = 8000
     sample_rate = 8000
     static_payload_type = 8
+    law = ALAW
 
     def encode(self, pcm: np.ndarray) -> bytes:
         return g711.alaw_encode(pcm)

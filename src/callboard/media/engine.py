@@ -11,11 +11,12 @@ applies atomically before the next mixed frame.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Protocol
+from typing import Protocol, cast
 
 import numpy as np
 
 from callboard.media.frames import FRAME_SAMPLES, SAMPLE_RATE
+from callboard.media.g711 import G711Law
 from callboard.media.lanes import LaneSeat, RateLane
 from callboard.media.mixer import BatchMixer
 from callboard.media.speaking import SpeakingDetector, frames_dbfs
@@ -28,14 +29,31 @@ class MediaEndpoint(Protocol):
     """A transport's side of a leg, as the media clock sees it.
 
     Frames are 20 ms of mono int16 at `sample_rate`, which may change between ticks (a
-    re-INVITE to another codec). write_frame must not keep `pcm`: the array is reused."""
+    re-INVITE to another codec). write_frame must not keep `pcm`: the array is reused.
+    An endpoint whose `law` is set is a G711Endpoint as well."""
 
     @property
     def sample_rate(self) -> int: ...
 
+    @property
+    def law(self) -> G711Law | None: ...
+
     def read_frame(self) -> np.ndarray | None: ...
 
     def write_frame(self, pcm: np.ndarray) -> None: ...
+
+
+class G711Endpoint(MediaEndpoint, Protocol):
+    """An endpoint on G.711 whose frames the engine codes in bulk with the other legs'."""
+
+    def read_encoded(self) -> np.ndarray | bytes | None:
+        """read_frame, except that a frame may come back still encoded (bytes, exactly one
+        frame of `law`)."""
+        ...
+
+    def write_encoded(self, payload: bytes) -> None:
+        """write_frame for a frame already encoded with `law`."""
+        ...
 
 
 class FrameSource(Protocol):
@@ -68,12 +86,14 @@ class LegMedia:
     """The engine's record of one participant with media."""
 
     __slots__ = (
+        "coded",
         "deaf",
         "detector",
         "endpoint",
         "has_input",
         "key",
         "last_in",
+        "law",
         "muted",
         "on_finished",
         "on_speaking",
@@ -101,6 +121,9 @@ class LegMedia:
         self.rate = 0
         self.seat: LaneSeat[LegMedia] | None = None
         self.has_input = False
+        # The endpoint's G.711 law as last seen, and the endpoint as a G711Endpoint then.
+        self.law: G711Law | None = None
+        self.coded: G711Endpoint | None = None
 
     def heard_frame(self) -> np.ndarray:
         """What this leg hears this tick: its room's mix (unless deaf) plus its own sources."""
@@ -156,8 +179,16 @@ class MediaEngine:
 
     # ---- sample rates ----
 
+    def _rebind(self, media: LegMedia) -> None:
+        """Follow an endpoint that changed codec: a fresh seat in the lane of its new rate,
+        and bulk G.711 coding if it is on G.711 (and in a lane)."""
+        endpoint = media.endpoint
+        if endpoint.sample_rate != media.rate:
+            self._bind_rate(media, endpoint.sample_rate)
+        media.law = endpoint.law
+        media.coded = cast("G711Endpoint", endpoint) if media.law and media.seat else None
+
     def _bind_rate(self, media: LegMedia, rate: int) -> None:
-        """Give a participant whose endpoint changed rate a fresh seat in the right lane."""
         self._unseat(media)
         media.rate = rate
         if rate != SAMPLE_RATE:
@@ -242,20 +273,31 @@ class MediaEngine:
     def tick(self) -> None:
         legs = list(self._legs.values())
         for media in legs:
-            rate = media.endpoint.sample_rate
-            if rate != media.rate:
-                self._bind_rate(media, rate)
+            endpoint = media.endpoint
+            if endpoint.sample_rate != media.rate or endpoint.law is not media.law:
+                self._rebind(media)
         lanes = list(self._lanes.values())
 
         for media in legs:
-            frame = media.endpoint.read_frame()
             seat = media.seat
             if seat is None:
-                media.last_in = frame
+                media.last_in = media.endpoint.read_frame()
+                continue
+            coded = media.coded
+            frame: np.ndarray | bytes | None
+            if coded is None:
+                frame = media.endpoint.read_frame()
             else:
-                media.has_input = frame is not None
-                seat.lane.received[seat.row] = 0 if frame is None else frame
+                frame = coded.read_encoded()
+                if isinstance(frame, bytes):
+                    assert media.law is not None
+                    media.has_input = True
+                    seat.lane.add_encoded(media.law, seat.row, frame)
+                    continue
+            media.has_input = frame is not None
+            seat.lane.received[seat.row] = 0 if frame is None else frame
         for lane in lanes:
+            lane.decode_encoded()
             converted = lane.into_rooms.run()
             levels = frames_dbfs(converted)  # for the speaking detectors, in one pass
             for row, seat in enumerate(lane.seats):
@@ -283,5 +325,16 @@ class MediaEngine:
                 seat.lane.to_send[seat.row] = media.heard_frame()
         for lane in lanes:
             converted = lane.from_rooms.run()
+            size = lane.from_rooms.frame_out
+            encoded: dict[G711Law, bytes] = {}
             for row, seat in enumerate(lane.seats):
-                seat.owner.endpoint.write_frame(converted[row])
+                media = seat.owner
+                coded = media.coded
+                if coded is None:
+                    media.endpoint.write_frame(converted[row])
+                    continue
+                assert media.law is not None
+                data = encoded.get(media.law)
+                if data is None:  # every row at once; rows on another law are ignored
+                    data = encoded[media.law] = media.law.encode_rows(converted)
+                coded.write_encoded(data[row * size : (row + 1) * size])

@@ -99,3 +99,28 @@ def alaw_encode(pcm: np.ndarray) -> bytes:
 def alaw_decode(data: bytes) -> np.ndarray:
     """A-law bytes -> new int16 array."""
     return ALAW_DECODE_TABLE.take(np.frombuffer(data, dtype=np.uint8))
+
+
+class G711Law:
+    """One companding law, for coding many legs' frames in one NumPy call each way."""
+
+    __slots__ = ("_decode_f32", "decode_table", "encode_table", "name")
+
+    def __init__(self, name: str, decode_table: np.ndarray, encode_table: np.ndarray) -> None:
+        self.name = name
+        self.decode_table = decode_table
+        self.encode_table = encode_table
+        self._decode_f32 = decode_table.astype(np.float32)
+
+    def decode_rows(self, payloads: list[bytes], samples: int) -> np.ndarray:
+        """Payloads of `samples` bytes each -> (len, samples) float32 sample values."""
+        codes = np.frombuffer(b"".join(payloads), dtype=np.uint8)
+        return self._decode_f32.take(codes).reshape(len(payloads), samples)
+
+    def encode_rows(self, frames: np.ndarray) -> bytes:
+        """(rows, samples) int16 -> every row's payload, concatenated (row i at i * samples)."""
+        return self.encode_table.take(frames.view(np.uint16)).tobytes()
+
+
+ULAW = G711Law("PCMU", ULAW_DECODE_TABLE, ULAW_ENCODE_TABLE)
+ALAW = G711Law("PCMA", ALAW_DECODE_TABLE, ALAW_ENCODE_TABLE)

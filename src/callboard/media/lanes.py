@@ -4,7 +4,8 @@ Every participant at one rate (8 kHz for G.711, 48 kHz for Opus) has a seat in t
 RateLane: one row in a ResamplerBank towards 16 kHz and the same row in one back. Each tick
 converts all rows of a lane in one matrix product per direction, instead of two Resampler
 calls per leg; at a few hundred legs that per-call overhead was the largest single cost of the
-media clock. Rows stay dense: a leaving seat's row is taken over by the last seat.
+media clock. G.711 frames are decoded and encoded in bulk the same way (one table lookup for
+all legs of a law). Rows stay dense: a leaving seat's row is taken over by the last seat.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import Generic, TypeVar
 import numpy as np
 
 from callboard.media.frames import SAMPLE_RATE
+from callboard.media.g711 import G711Law
 from callboard.media.resample import ResamplerBank
 
 Owner = TypeVar("Owner")
@@ -36,6 +38,8 @@ class RateLane(Generic[Owner]):
         self.into_rooms = ResamplerBank(rate, SAMPLE_RATE)
         self.from_rooms = ResamplerBank(SAMPLE_RATE, rate)
         self.seats: list[LaneSeat[Owner]] = []
+        # This tick's still-encoded G.711 frames, by law: rows and payloads.
+        self._encoded: dict[G711Law, tuple[list[int], list[bytes]]] = {}
         # Per-tick views of the banks' input rows, valid until the next join or leave.
         self.received: np.ndarray = self.into_rooms.inputs()
         self.to_send: np.ndarray = self.from_rooms.inputs()
@@ -59,6 +63,22 @@ class RateLane(Generic[Owner]):
             self.seats[seat.row] = last
         seat.row = -1
         self._resize()
+
+    def add_encoded(self, law: G711Law, row: int, payload: bytes) -> None:
+        """Row's frame this tick is a G.711 payload; decoded with the others of its law."""
+        batch = self._encoded.get(law)
+        if batch is None:
+            batch = self._encoded[law] = ([], [])
+        batch[0].append(row)
+        batch[1].append(payload)
+
+    def decode_encoded(self) -> None:
+        """Decode this tick's G.711 payloads into their rows of `received`."""
+        if not self._encoded:
+            return
+        for law, (rows, payloads) in self._encoded.items():
+            self.received[rows] = law.decode_rows(payloads, self.into_rooms.frame_in)
+        self._encoded.clear()
 
     def _resize(self) -> None:
         for bank in (self.into_rooms, self.from_rooms):

@@ -20,7 +20,8 @@ import numpy as np
 
 from callboard.media.codecs import Codec, create_codec, normalize_codec_name
 from callboard.media.frames import SAMPLE_RATE
-from callboard.media.jitter import MISSING, JitterBuffer
+from callboard.media.g711 import G711Law
+from callboard.media.jitter import MISSING, JitterBuffer, PopResult
 from callboard.media.quality import mos_score
 from callboard.rtp import rtcp
 from callboard.rtp.dtmf import DtmfReceiver, DtmfSender
@@ -115,6 +116,7 @@ class RtpSession:
         self._marker_next = True
         # The rate of the frames read_frame gives and write_frame takes: the codec's.
         self.sample_rate = SAMPLE_RATE
+        self.law: G711Law | None = None  # the codec's, when it is G.711
         self._frame_samples = 0  # 20 ms at the codec's sample rate
         self._silence = np.zeros(0, dtype=np.int16)
         self._dtmf_sender = DtmfSender()
@@ -188,6 +190,7 @@ class RtpSession:
         old_rate = self._reception.clock_rate
         self._codec = codec
         self.sample_rate = codec.sample_rate
+        self.law = codec.law
         self._frame_samples = codec.sample_rate // 50
         self._silence = np.zeros(self._frame_samples, dtype=np.int16)
         self._silence.flags.writeable = False
@@ -298,7 +301,18 @@ class RtpSession:
     def read_frame(self) -> np.ndarray | None:
         """The next 20 ms of received audio (int16 at sample_rate), or None before any
         arrived. Always exactly one frame long."""
-        if self.last_rtp_time is None or self._codec is None:
+        frame = self._read(encoded_ok=False)
+        assert not isinstance(frame, bytes)
+        return frame
+
+    def read_encoded(self) -> np.ndarray | bytes | None:
+        """read_frame for a G.711 codec that leaves decoding to the caller: a packet that is
+        exactly one frame comes back as its payload (bytes), anything else as read_frame."""
+        return self._read(encoded_ok=self.law is not None)
+
+    def _read(self, *, encoded_ok: bool) -> np.ndarray | bytes | None:
+        codec = self._codec
+        if self.last_rtp_time is None or codec is None:
             return None
         if not self._receive:
             return self._silence
@@ -307,7 +321,13 @@ class RtpSession:
         if pending is not None and len(pending) >= size:
             return self._take_pending(pending)
         for _ in range(8):  # short packets (e.g. 10 ms) need more than one per tick
-            pcm = self._next_decoded()
+            item = self._jitter.pop()
+            # G.711 carries one byte per sample: this payload is exactly one frame.
+            if encoded_ok and pending is None and type(item) is bytes and len(item) == size:
+                self._missing_run = 0
+                codec.remember(item)
+                return item
+            pcm = self._decoded(item)
             if pcm is None:
                 return self._silence
             if pending is None and len(pcm) == size:
@@ -324,10 +344,10 @@ class RtpSession:
         self._pending = pending[size:] if len(pending) > size else None
         return frame
 
-    def _next_decoded(self) -> np.ndarray | None:
-        """One packet's worth of audio; None while buffering or stalled."""
+    def _decoded(self, item: PopResult) -> np.ndarray | None:
+        """One packet's worth of audio from a jitter buffer item; None while buffering or
+        stalled."""
         assert self._codec is not None
-        item = self._jitter.pop()
         if item is None:
             return None
         if item is MISSING:
@@ -348,21 +368,37 @@ class RtpSession:
 
     def write_frame(self, pcm: np.ndarray) -> None:
         """Send one 20 ms frame (int16 at sample_rate), or the DTMF packet due in this tick."""
+        timestamp = self._audio_timestamp()
+        if timestamp is not None:
+            assert self._codec is not None
+            self._send_audio(timestamp, self._codec.encode(pcm))
+
+    def write_encoded(self, payload: bytes) -> None:
+        """write_frame for a frame the caller already encoded with this session's codec."""
+        timestamp = self._audio_timestamp()
+        if timestamp is not None:
+            self._send_audio(timestamp, payload)
+
+    def _audio_timestamp(self) -> int | None:
+        """Advance the clock by one frame; the frame's timestamp if audio goes out now (not
+        on hold, no DTMF packet due instead)."""
         timestamp = self._timestamp
         self._timestamp = (timestamp + self._timestamp_step) & 0xFFFFFFFF
         if self._codec is None or self._remote is None or self._rtp is None:
-            return
+            return None
         if not self._send:
             self._marker_next = True
-            return
+            return None
         if self._dtmf_sender.busy:
             event = self._dtmf_sender.next_packet(timestamp)
             if event is not None:
                 self._send_packet(
                     self._dtmf_payload_type, event.timestamp, event.payload, event.marker
                 )
-                return
-        payload = self._codec.encode(pcm)
+                return None
+        return timestamp
+
+    def _send_audio(self, timestamp: int, payload: bytes) -> None:
         marker = self._marker_next
         self._marker_next = False
         self._send_packet(self._payload_type, timestamp, payload, marker)

@@ -501,3 +501,39 @@ async def test_one_spoofed_packet_does_not_take_the_media(ports: PortAllocator) 
         a.close()
         b.close()
         attacker.close()
+
+
+async def test_g711_frames_can_travel_encoded(ports: PortAllocator) -> None:
+    """read_encoded hands over whole-frame payloads untouched, PCM for anything else
+    (a lost packet's concealment fades the last payload out); write_encoded sends as is."""
+    a, b = await session_pair(ports, "PCMA")
+    try:
+        assert a.law is not None and a.law.name == "PCMA"
+        payloads = [a.law.encode_rows(f.reshape(1, -1)) for f in tone_frames(800.0, 12)]
+        got: list[np.ndarray | bytes | None] = []
+
+        def tick(i: int) -> None:
+            got.append(b.read_encoded())
+            if i != 6:  # one packet lost on the way
+                a.write_encoded(payloads[i])
+            else:
+                a._timestamp = (a._timestamp + 160) & 0xFFFFFFFF
+                a._seq = (a._seq + 1) & 0xFFFF
+
+        await ticks(12, tick)
+        arrived = [g for g in got if g is not None]
+        encoded = [g for g in arrived if isinstance(g, bytes)]
+        assert encoded == [p for i, p in enumerate(payloads) if i != 6][: len(encoded)]
+        assert len(encoded) >= 7
+        concealed = [g for g in arrived if isinstance(g, np.ndarray)]
+        assert len(concealed) == 1  # the lost packet
+        # Concealment fades out the frame before the loss, decoded only now.
+        before = a.law.decode_table.take(np.frombuffer(payloads[5], np.uint8)).astype(float)
+        fade = concealed[0].astype(float)
+        assert 0.5 * rms(before) < rms(fade) < rms(before)
+        assert np.corrcoef(before, fade)[0, 1] > 0.95
+        assert a.stats.packets_sent == 11
+        assert b.stats.concealed == 1
+    finally:
+        a.close()
+        b.close()

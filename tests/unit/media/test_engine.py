@@ -1,0 +1,255 @@
+import math
+
+import numpy as np
+import pytest
+
+from callboard.media.engine import LegMedia, MediaEngine
+from callboard.media.g711 import ALAW, ULAW, G711Law
+from callboard.media.speaking import SpeakingDetector
+
+from .audio_analysis import db, peak_frequency, rms, tone
+
+AMPLITUDE = 10000.0
+SETTLE = 5  # frames: covers the resamplers' few ms of delay
+
+
+class FakeEndpoint:
+    """Gives queued frames (None once they run out) and keeps copies of what it hears."""
+
+    law = None  # plain PCM, not a G.711 endpoint that the engine would code in bulk
+
+    def __init__(self, sample_rate: int, frames: list[np.ndarray | None] | None = None) -> None:
+        self.sample_rate = sample_rate
+        self.frames: list[np.ndarray | None] = frames if frames is not None else []
+        self.written: list[np.ndarray] = []
+
+    def read_frame(self) -> np.ndarray | None:
+        return self.frames.pop(0) if self.frames else None
+
+    def write_frame(self, pcm: np.ndarray) -> None:
+        self.written.append(pcm.copy())
+
+    def heard(self, start: int = SETTLE) -> np.ndarray:
+        return np.concatenate(self.written[start:])
+
+
+def tone_frames(freq: float, rate: int, count: int, start: int = 0) -> list[np.ndarray | None]:
+    """`count` 20 ms frames of one continuous tone, from frame `start` of it on."""
+    n = rate // 50
+    signal = tone(freq, rate, n * (start + count), amplitude=AMPLITUDE)[n * start :]
+    return [signal[i * n : (i + 1) * n] for i in range(count)]
+
+
+def line_db(x: np.ndarray, rate: int, freq: float) -> float:
+    """Amplitude of the spectral line at `freq` (Hann window), in dB re 1."""
+    data = np.asarray(x, dtype=np.float64)
+    window = np.hanning(len(data))
+    spectrum = np.abs(np.fft.rfft(data * window)) * 2 / window.sum()
+    k = round(freq * len(data) / rate)
+    return db(float(spectrum[k - 2 : k + 3].max()))
+
+
+def assert_hears(
+    frames: list[np.ndarray], rate: int, tones: list[float], silent: list[float]
+) -> None:
+    """Every frame is 20 ms at `rate`; each of `tones` at the source level, `silent` absent."""
+    assert all(len(frame) == rate // 50 for frame in frames)
+    heard = np.concatenate(frames)
+    if len(tones) == 1:
+        assert abs(peak_frequency(heard, rate) - tones[0]) < 3.0
+        assert abs(db(rms(heard) / (AMPLITUDE / math.sqrt(2)))) < 1.0
+    loudest = min(line_db(heard, rate, f) for f in tones)
+    for freq in tones:
+        assert abs(line_db(heard, rate, freq) - db(AMPLITUDE)) < 1.0, freq
+    for freq in silent:
+        assert line_db(heard, rate, freq) < loudest - 40.0, freq
+
+
+def _room(engine: MediaEngine, room: str, **endpoints: FakeEndpoint) -> dict[str, LegMedia]:
+    legs = {key: engine.attach(key, endpoint) for key, endpoint in endpoints.items()}
+    for media in legs.values():
+        engine.join_room(media, room)
+    return legs
+
+
+def _run(engine: MediaEngine, ticks: int) -> None:
+    for _ in range(ticks):
+        engine.tick()
+
+
+def test_8k_and_16k_parties_hear_each_other_and_not_themselves() -> None:
+    engine = MediaEngine()
+    narrow = FakeEndpoint(8000, tone_frames(1000.0, 8000, 55))
+    wide = FakeEndpoint(16000, tone_frames(600.0, 16000, 55))
+    _room(engine, "call", narrow=narrow, wide=wide)
+    _run(engine, 55)
+    assert_hears(wide.written[SETTLE:], 16000, [1000.0], silent=[600.0])
+    assert_hears(narrow.written[SETTLE:], 8000, [600.0], silent=[1000.0])
+
+
+def test_three_rates_in_one_room_each_hear_the_other_two() -> None:
+    engine = MediaEngine()
+    freqs = {8000: 700.0, 16000: 1100.0, 48000: 1900.0}
+    endpoints = {rate: FakeEndpoint(rate, tone_frames(f, rate, 55)) for rate, f in freqs.items()}
+    _room(engine, "conf", **{str(rate): ep for rate, ep in endpoints.items()})
+    _run(engine, 55)
+    for rate, endpoint in endpoints.items():
+        others = [f for r, f in freqs.items() if r != rate]
+        assert_hears(endpoint.written[SETTLE:], rate, others, silent=[freqs[rate]])
+
+
+def test_rate_change_mid_call_keeps_audio_flowing_both_ways() -> None:
+    engine = MediaEngine()
+    switching = FakeEndpoint(8000, tone_frames(1000.0, 8000, 30))
+    wide = FakeEndpoint(16000, tone_frames(600.0, 16000, 90))
+    _room(engine, "call", switching=switching, wide=wide)
+    _run(engine, 30)
+    switching.sample_rate = 48000  # a re-INVITE to Opus
+    switching.frames = tone_frames(1000.0, 48000, 60, start=30)
+    _run(engine, 60)
+    assert len(switching.written) == 90
+    assert_hears(switching.written[SETTLE:30], 8000, [600.0], silent=[1000.0])
+    assert_hears(switching.written[30 + SETTLE :], 48000, [600.0], silent=[1000.0])
+    assert_hears(wide.written[SETTLE:30], 16000, [1000.0], silent=[600.0])
+    assert_hears(wide.written[30 + SETTLE :], 16000, [1000.0], silent=[600.0])
+    assert list(engine._lanes) == [48000]  # the emptied 8 kHz lane is gone
+
+
+def test_detaching_a_leg_in_the_middle_of_a_lane_leaves_no_clicks() -> None:
+    """Three 8 kHz legs share a lane; the middle one leaves and the last takes its row."""
+    engine = MediaEngine()
+    first = FakeEndpoint(8000, tone_frames(500.0, 8000, 60))
+    middle = FakeEndpoint(8000, tone_frames(1500.0, 8000, 60))
+    last = FakeEndpoint(8000, tone_frames(900.0, 8000, 60))
+    first_peer = FakeEndpoint(16000, tone_frames(1200.0, 16000, 60))
+    middle_peer = FakeEndpoint(16000, tone_frames(300.0, 16000, 60))
+    last_peer = FakeEndpoint(16000, tone_frames(1700.0, 16000, 60))
+    _room(engine, "one", first=first, first_peer=first_peer)
+    _room(engine, "two", middle=middle, middle_peer=middle_peer)
+    legs = _room(engine, "three", last=last, last_peer=last_peer)
+    _run(engine, 30)
+    seat = legs["last"].seat
+    assert seat is not None
+    assert seat.row == 2
+    engine.detach("middle")
+    _run(engine, 30)
+    assert seat.row == 1
+    assert len(middle.written) == 30
+
+    for listener, rate, freq in [
+        (first, 8000, 1200.0),
+        (first_peer, 16000, 500.0),
+        (last, 8000, 1700.0),
+        (last_peer, 16000, 900.0),
+    ]:
+        assert_hears(listener.written[SETTLE:], rate, [freq], silent=[])
+        # No step beyond what a sine of this amplitude and frequency can do between samples.
+        steepest = 2 * math.pi * freq / rate * AMPLITUDE
+        jumps = np.abs(np.diff(listener.heard().astype(np.int32)))
+        assert jumps.max() < 1.2 * steepest, (rate, freq)
+    # The middle peer now sits alone and hears silence.
+    assert not np.any(middle_peer.heard(31))
+
+
+def test_a_leg_without_media_yet_sends_silence() -> None:
+    engine = MediaEngine()
+    quiet = FakeEndpoint(8000)  # read_frame() gives None throughout
+    wide = FakeEndpoint(16000, tone_frames(600.0, 16000, 55))
+    legs = _room(engine, "call", quiet=quiet, wide=wide)
+    events: list[str] = []
+    legs["quiet"].detector = SpeakingDetector()
+    legs["quiet"].on_speaking = events.append
+    _run(engine, 55)
+    assert rms(wide.heard(0)) == 0
+    assert_hears(quiet.written[SETTLE:], 8000, [600.0], silent=[])
+    assert events == []
+
+
+@pytest.mark.parametrize(
+    ("frames", "muted", "expected"),
+    [("tone", False, ["started"]), ("none", False, []), ("tone", True, [])],
+)
+def test_speaking_detection_of_an_8k_leg(frames: str, muted: bool, expected: list[str]) -> None:
+    engine = MediaEngine()
+    given = tone_frames(1000.0, 8000, 50)
+    if frames == "none":  # two loud frames (too short to start), then no media at all
+        given[2:] = [None] * 48
+    narrow = FakeEndpoint(8000, given)
+    wide = FakeEndpoint(16000)
+    legs = _room(engine, "call", narrow=narrow, wide=wide)
+    events: list[str] = []
+    legs["narrow"].detector = SpeakingDetector()
+    legs["narrow"].on_speaking = events.append
+    legs["narrow"].muted = muted
+    _run(engine, 50)  # one second
+    assert events == expected
+    assert (rms(wide.heard(SETTLE)) > 1000) == (frames == "tone" and not muted)
+
+
+class FakeG711Endpoint(FakeEndpoint):
+    """An 8 kHz G.711 endpoint: whole frames travel encoded, as an RTP leg's do."""
+
+    def __init__(self, law: G711Law, frames: list[np.ndarray | None], *, as_pcm: bool) -> None:
+        super().__init__(8000, frames)
+        self.law = law  # type: ignore[assignment]
+        self.as_pcm = as_pcm  # give PCM (like a concealed or re-cut frame) instead of bytes
+        self.encoded_reads = 0
+
+    def read_encoded(self) -> np.ndarray | bytes | None:
+        frame = self.read_frame()
+        if frame is None or self.as_pcm:
+            return frame
+        self.encoded_reads += 1
+        return self.law.encode_rows(frame.reshape(1, -1))
+
+    def write_encoded(self, payload: bytes) -> None:
+        assert len(payload) == 160
+        self.written.append(self.law.decode_table.take(np.frombuffer(payload, np.uint8)))
+
+
+def _g711_round_trip(law: G711Law, frame: np.ndarray) -> np.ndarray:
+    return law.decode_table.take(np.frombuffer(law.encode_rows(frame.reshape(1, -1)), np.uint8))
+
+
+def _mixed_lane_call(coded: bool, as_pcm: bool = False) -> dict[str, FakeEndpoint]:
+    """PCMU, PCMA and plain 8 kHz legs plus a 16 kHz listener in one room. The G.711 legs
+    send G.711-quantised tones, so coding them in bulk or not must not change what anyone
+    hears. coded=False gives the same legs as plain PCM endpoints."""
+    ticks = 40
+    sources = {"u": (ULAW, 700.0), "a": (ALAW, 1100.0)}
+    legs: dict[str, FakeEndpoint] = {}
+    for key, (law, freq) in sources.items():
+        frames: list[np.ndarray | None] = [
+            _g711_round_trip(law, f) for f in tone_frames(freq, 8000, ticks) if f is not None
+        ]
+        legs[key] = (
+            FakeG711Endpoint(law, frames, as_pcm=as_pcm) if coded else FakeEndpoint(8000, frames)
+        )
+    legs["p"] = FakeEndpoint(8000, tone_frames(1700.0, 8000, ticks))
+    legs["w"] = FakeEndpoint(16000)
+    engine = MediaEngine()
+    _room(engine, "r", **legs)
+    _run(engine, ticks)
+    return legs
+
+
+@pytest.mark.parametrize("as_pcm", [False, True])
+def test_g711_legs_coded_in_bulk_sound_exactly_like_pcm_legs(as_pcm: bool) -> None:
+    coded, plain = _mixed_lane_call(True, as_pcm), _mixed_lane_call(False)
+    ulaw, alaw = coded["u"], coded["a"]
+    assert isinstance(ulaw, FakeG711Endpoint) and isinstance(alaw, FakeG711Endpoint)
+    assert ulaw.encoded_reads == (0 if as_pcm else 40)
+    # What the others hear is bit-identical: bulk decoding is exact.
+    for key in ("p", "w"):
+        assert len(coded[key].written) == len(plain[key].written) == 40
+        for got, want in zip(coded[key].written, plain[key].written, strict=True):
+            assert np.array_equal(got, want), key
+    # What the G.711 legs hear is exactly the law's round trip of the plain legs' frames.
+    for key, law in (("u", ULAW), ("a", ALAW)):
+        for got, want in zip(coded[key].written, plain[key].written, strict=True):
+            assert np.array_equal(got, _g711_round_trip(law, want)), key
+    assert_hears(coded["w"].written[SETTLE:], 16000, [700.0, 1100.0, 1700.0], [])
+    # Each hears the other two; its own tone is absent down to G.711's quantisation noise.
+    for leg, own, others in ((ulaw, 700.0, [1100.0, 1700.0]), (alaw, 1100.0, [700.0, 1700.0])):
+        assert_hears(leg.written[SETTLE:], 8000, others, [])
+        assert line_db(leg.heard(), 8000, own) < db(AMPLITUDE) - 30.0
