@@ -1,10 +1,11 @@
-"""Micro-benchmark of the per-leg media path: codec + resampling per 20 ms frame, and the
-RtpSession receive/send path per packet.
+"""Micro-benchmark of the per-leg media path: codec + resampling per 20 ms frame, the
+batched resampling of many legs (ResamplerBank), and the RtpSession receive/send path per
+packet (at the codec's rate: resampling happens in the engine's lanes).
 
-    python bench/media_micro.py [--frames N]
+    python bench/media_micro.py [--frames N] [--rows 400]
 
 Prints microseconds (median of several runs) per frame or packet, one line each, and an
-estimate of the media-path CPU per leg-second (50 frames each way).
+estimate of the session's CPU per leg-second (50 frames each way).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import numpy as np
 
 from callboard.media.codecs import SUPPORTED_CODECS, create_codec
 from callboard.media.frames import FRAME_SAMPLES, SAMPLE_RATE
-from callboard.media.resample import Resampler
+from callboard.media.resample import Resampler, ResamplerBank
 from callboard.rtp.packet import build_rtp
 from callboard.rtp.ports import PortAllocator
 from callboard.rtp.session import RtpSession
@@ -83,7 +84,7 @@ async def bench_session(codec: str, frames: int) -> tuple[float, float, float]:
     payloads = [encoder.encode(native[i * n : (i + 1) * n]) for i in range(frames)]
     addr = ("127.0.0.1", peer_port)
     step = encoder.timestamp_step()
-    pcm16 = speech_like(SAMPLE_RATE, 1)
+    pcm = native[:n]
     on_rtp = rx._on_rtp  # the datagram callback, driven directly to time it alone
     receive, read, write = [], [], []
     seq = 0
@@ -100,7 +101,7 @@ async def bench_session(codec: str, frames: int) -> tuple[float, float, float]:
             t1 = time.perf_counter()
             frame = rx.read_frame()
             t2 = time.perf_counter()
-            rx.write_frame(pcm16)
+            rx.write_frame(pcm)
             t3 = time.perf_counter()
             t_receive += t1 - t0
             t_read += t2 - t1
@@ -114,10 +115,30 @@ async def bench_session(codec: str, frames: int) -> tuple[float, float, float]:
     return statistics.median(receive), statistics.median(read), statistics.median(write)
 
 
+def bench_bank(in_rate: int, out_rate: int, rows: int, frames: int) -> tuple[float, float]:
+    """(ResamplerBank, Resampler) in us per stream per 20 ms frame, `rows` streams."""
+    bank = ResamplerBank(in_rate, out_rate)
+    bank.resize(rows)
+    signal = speech_like(in_rate, rows)
+    bank.inputs()[...] = signal.reshape(rows, -1)
+    banked = per_call_us(lambda i: bank.run(), frames) / rows
+    single = Resampler(in_rate, out_rate)
+    frame = signal[: in_rate // 50]
+    return banked, per_call_us(lambda i: single.process(frame), frames)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--frames", type=int, default=500)
+    parser.add_argument("--rows", type=int, default=400, help="streams in a ResamplerBank")
     args = parser.parse_args()
+    print(f"== resampling, per stream per 20 ms frame ({args.rows} streams) ==")
+    for in_rate, out_rate in ((8000, 16000), (16000, 8000), (48000, 16000), (16000, 48000)):
+        banked, single = bench_bank(in_rate, out_rate, args.rows, args.frames // 5)
+        print(
+            f"{in_rate:5d} -> {out_rate:5d}  ResamplerBank {banked:5.2f} us   "
+            f"Resampler {single:5.2f} us"
+        )
     print("== codec + resampler, per 20 ms frame ==")
     for name in SUPPORTED_CODECS:
         decode_us, encode_us = bench_codec(name, args.frames)

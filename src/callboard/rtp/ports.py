@@ -3,9 +3,33 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 from collections.abc import Callable
+from typing import NamedTuple
 
 DatagramFactory = Callable[[], asyncio.DatagramProtocol]
+
+
+class BoundPair(NamedTuple):
+    port: int
+    rtp: asyncio.DatagramTransport
+    rtcp: asyncio.DatagramTransport
+    # The RTP transport's own socket, for sending straight from the media clock: a plain
+    # sendto() costs less than the transport's, and RTP that cannot go out at once is
+    # better dropped than queued. Closed together with the transport.
+    rtp_socket: socket.socket
+
+
+def _bound_socket(ip: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in ip else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_DGRAM)
+    try:
+        sock.setblocking(False)
+        sock.bind((ip, port))
+    except BaseException:
+        sock.close()
+        raise
+    return sock
 
 
 class PortAllocator:
@@ -47,29 +71,28 @@ class PortAllocator:
 
     async def bind_pair(
         self, ip: str, rtp_factory: DatagramFactory, rtcp_factory: DatagramFactory
-    ) -> tuple[int, asyncio.DatagramTransport, asyncio.DatagramTransport]:
+    ) -> BoundPair:
         """Bind RTP and RTCP sockets on the next pair both of whose ports are free on
         the host; ports some other process holds are skipped (and left unreserved)."""
         loop = asyncio.get_running_loop()
         for _ in range(self._count):
             port = self.reserve()
-            rtp_transport: asyncio.DatagramTransport | None = None
+            sockets: list[socket.socket] = []
+            transports: list[asyncio.DatagramTransport] = []
             try:
-                rtp_transport, _ = await loop.create_datagram_endpoint(
-                    rtp_factory, local_addr=(ip, port)
-                )
-                rtcp_transport, _ = await loop.create_datagram_endpoint(
-                    rtcp_factory, local_addr=(ip, port + 1)
-                )
-            except OSError:
-                if rtp_transport is not None:
-                    rtp_transport.close()
+                sockets.append(_bound_socket(ip, port))
+                sockets.append(_bound_socket(ip, port + 1))
+                for sock, factory in zip(sockets, (rtp_factory, rtcp_factory), strict=True):
+                    transport, _ = await loop.create_datagram_endpoint(factory, sock=sock)
+                    transports.append(transport)
+            except BaseException as exc:
+                for transport in transports:
+                    transport.close()
+                for sock in sockets[len(transports) :]:
+                    sock.close()
                 self.release(port)
-                continue
-            except BaseException:
-                if rtp_transport is not None:
-                    rtp_transport.close()
-                self.release(port)
+                if isinstance(exc, OSError):
+                    continue
                 raise
-            return port, rtp_transport, rtcp_transport
+            return BoundPair(port, transports[0], transports[1], sockets[0])
         raise OSError("no free RTP ports")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -94,6 +95,7 @@ class RtpSession:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._rtp: asyncio.DatagramTransport | None = None
         self._rtcp: asyncio.DatagramTransport | None = None
+        self._rtp_socket: socket.socket | None = None
         self._closed = False
         # Negotiated media.
         self._codec: Codec | None = None
@@ -149,7 +151,7 @@ class RtpSession:
     async def open(self) -> int:
         """Bind the RTP/RTCP socket pair; returns the RTP port."""
         self._loop = asyncio.get_running_loop()
-        port, self._rtp, self._rtcp = await self._ports.bind_pair(
+        port, self._rtp, self._rtcp, self._rtp_socket = await self._ports.bind_pair(
             self.bind_ip, lambda: _RtpProtocol(self), lambda: _RtcpProtocol(self)
         )
         self.local_port = port
@@ -404,14 +406,16 @@ class RtpSession:
         self._send_packet(self._payload_type, timestamp, payload, marker)
 
     def _send_packet(self, payload_type: int, timestamp: int, payload: bytes, marker: bool) -> None:
-        assert self._rtp is not None
+        assert self._rtp_socket is not None and self._remote is not None
         packet = build_rtp(payload_type, self._seq, timestamp, self._ssrc, payload, marker)
         self._seq = (self._seq + 1) & 0xFFFF
         try:
-            self._rtp.sendto(packet, self._remote)
-        except (OSError, ValueError) as exc:
-            # uvloop raises ValueError for an address this socket cannot reach (an IPv6 one
-            # on an IPv4 socket). Only this leg loses the packet; the tick goes on.
+            # Remote addresses are numeric (SDP host names are refused), so no DNS here. A
+            # full socket buffer (BlockingIOError) drops the packet rather than queue it late.
+            self._rtp_socket.sendto(packet, self._remote)
+        except (OSError, ValueError, TypeError) as exc:
+            # E.g. an IPv6 address on an IPv4 socket. Only this leg loses the packet; the
+            # tick goes on.
             self._send_errors += 1
             if self._send_errors == 1:
                 log.info("RTP send to %s failed: %s", self._remote, exc)
@@ -573,5 +577,6 @@ class RtpSession:
             if transport is not None:
                 transport.close()
         self._rtp = self._rtcp = None
+        self._rtp_socket = None
         if self.local_port:
             self._ports.release(self.local_port)

@@ -45,12 +45,13 @@ async def test_bind_pair_skips_ports_taken_by_others() -> None:
     ports = PortAllocator(base, base + 7)
     blocker = _busy_udp(base + 1)  # the RTCP port of the first pair
     try:
-        port, rtp, rtcp = await ports.bind_pair(
+        port, rtp, rtcp, rtp_socket = await ports.bind_pair(
             "127.0.0.1", asyncio.DatagramProtocol, asyncio.DatagramProtocol
         )
         assert port == base + 2
         assert rtp.get_extra_info("sockname")[1] == port
         assert rtcp.get_extra_info("sockname")[1] == port + 1
+        assert rtp_socket.getsockname()[1] == port  # the transport's own socket
         assert ports.in_use == 1
         rtp.close()
         rtcp.close()
@@ -60,7 +61,7 @@ async def test_bind_pair_skips_ports_taken_by_others() -> None:
 
 async def test_bind_pair_exhaustion() -> None:
     ports = PortAllocator(31100, 31101)  # a single pair
-    port, rtp, rtcp = await ports.bind_pair(
+    port, rtp, rtcp, _ = await ports.bind_pair(
         "127.0.0.1", asyncio.DatagramProtocol, asyncio.DatagramProtocol
     )
     try:
