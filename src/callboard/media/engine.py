@@ -298,8 +298,10 @@ class MediaEngine:
             seat.lane.received[seat.row] = 0 if frame is None else frame
         for lane in lanes:
             lane.decode_encoded()
+            # Levels for the speaking detectors, all rows in one pass, taken at the lane's
+            # rate: resampling to 16 kHz keeps a speech band signal's power.
+            levels = frames_dbfs(lane.received)
             converted = lane.into_rooms.run()
-            levels = frames_dbfs(converted)  # for the speaking detectors, in one pass
             for row, seat in enumerate(lane.seats):
                 media = seat.owner
                 if media.has_input:

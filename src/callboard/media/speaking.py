@@ -61,10 +61,10 @@ def frame_dbfs(frame: np.ndarray) -> float:
 
 
 def frames_dbfs(frames: np.ndarray) -> list[float]:
-    """frame_dbfs of every row of a (count, samples) int16 array, in one pass."""
+    """frame_dbfs of every row of a (count, samples) array of sample values, in one pass."""
     if frames.shape[0] == 0 or frames.shape[1] == 0:
         return [SILENCE_DBFS] * frames.shape[0]
-    samples = frames.astype(np.float32)
+    samples = frames if frames.dtype == np.float32 else frames.astype(np.float32)
     power = np.einsum("ij,ij->i", samples, samples, dtype=np.float64) / frames.shape[1]
     return [_power_to_dbfs(p) for p in power.tolist()]
 
