@@ -10,6 +10,7 @@ applies atomically before the next mixed frame.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from typing import Protocol, cast
 
@@ -20,6 +21,8 @@ from callboard.media.g711 import G711Law
 from callboard.media.lanes import LaneSeat, RateLane
 from callboard.media.mixer import BatchMixer
 from callboard.media.speaking import SpeakingDetector, frames_dbfs
+
+log = logging.getLogger(__name__)
 
 SILENCE = np.zeros(FRAME_SAMPLES, dtype=np.int16)
 SILENCE.setflags(write=False)
@@ -53,6 +56,25 @@ class G711Endpoint(MediaEndpoint, Protocol):
 
     def write_encoded(self, payload: bytes) -> None:
         """write_frame for a frame already encoded with `law`."""
+        ...
+
+
+class LegTap(Protocol):
+    """Something that records or streams a participant's audio (recorders, STT)."""
+
+    def feed(self, received: np.ndarray | None, heard: np.ndarray) -> None:
+        """This tick's 16 kHz frames: what the participant said (None before its media
+        arrives; given even while muted) and what it hears. Runs on the media clock: copy
+        and enqueue, never block. The arrays are reused after the call."""
+        ...
+
+
+class RoomTap(Protocol):
+    """Something that records or streams a whole room."""
+
+    def feed(self, mix: np.ndarray, members: list[tuple[str, np.ndarray | None]]) -> None:
+        """This tick's 16 kHz room mix (everyone not muted, plus room playback) and each
+        member's own input frame, in a stable order. Same rules as LegTap.feed."""
         ...
 
 
@@ -102,6 +124,7 @@ class LegMedia:
         "room_out",
         "seat",
         "sources",
+        "taps",
     )
 
     def __init__(self, key: str, endpoint: MediaEndpoint) -> None:
@@ -112,6 +135,7 @@ class LegMedia:
         self.on_finished: Callable[[FrameSource], None] | None = None
         self.muted = False
         self.deaf = False
+        self.taps: list[LegTap] = []
         self.room: RoomMedia | None = None
         self.room_out: np.ndarray | None = None
         # Speaking detection: set by the core for connected legs; fed while not muted.
@@ -139,13 +163,14 @@ class LegMedia:
 class RoomMedia:
     """A room as the engine sees it: members in a stable order and its own sources."""
 
-    __slots__ = ("key", "members", "on_finished", "sources")
+    __slots__ = ("key", "members", "on_finished", "sources", "taps")
 
     def __init__(self, key: str) -> None:
         self.key = key
         self.members: list[LegMedia] = []
         self.sources: list[FrameSource] = []
         self.on_finished: Callable[[FrameSource], None] | None = None
+        self.taps: list[RoomTap] = []
 
 
 class MediaEngine:
@@ -158,6 +183,7 @@ class MediaEngine:
         self._layout_dirty = True
         self._members: list[LegMedia] = []  # every room member, grouped room by room
         self._mixed_rooms: list[RoomMedia] = []
+        self._mix_index: dict[str, int] = {}  # room key -> its row in the mixer's totals
         self._lanes: dict[int, RateLane[LegMedia]] = {}
 
     def __len__(self) -> int:
@@ -252,6 +278,7 @@ class MediaEngine:
             self._mixed_rooms = [room for room in self._rooms.values() if room.members]
             self._members = [m for room in self._mixed_rooms for m in room.members]
             self._mixer.set_layout([len(room.members) for room in self._mixed_rooms])
+            self._mix_index = {room.key: i for i, room in enumerate(self._mixed_rooms)}
             self._layout_dirty = False
         if not self._members:
             return
@@ -264,6 +291,32 @@ class MediaEngine:
         mixed = self._mixer.mix([None if m.muted else m.last_in for m in self._members], extras)
         for member, row in zip(self._members, mixed, strict=True):
             member.room_out = row
+
+    @staticmethod
+    def _tap_leg(media: LegMedia, heard: np.ndarray) -> None:
+        for tap in list(media.taps):
+            try:
+                tap.feed(media.last_in, heard)
+            except Exception:  # a broken tap must not stop the clock for everyone
+                log.exception("leg tap failed; removed")
+                media.taps.remove(tap)
+
+    def _tap_rooms(self) -> None:
+        for room in self._rooms.values():
+            if not room.taps:
+                continue
+            index = self._mix_index.get(room.key) if room.members else None
+            if index is None:
+                mix = SILENCE
+            else:
+                mix = np.clip(self._mixer.totals[index], -32768, 32767).astype(np.int16)
+            members = [(m.key, m.last_in) for m in room.members]
+            for tap in list(room.taps):
+                try:
+                    tap.feed(mix, members)
+                except Exception:
+                    log.exception("room tap failed; removed")
+                    room.taps.remove(tap)
 
     @staticmethod
     def _speaking(media: LegMedia, change: str | None) -> None:
@@ -318,13 +371,17 @@ class MediaEngine:
             self._speaking(media, detector.update(frame))
 
         self._mix_rooms()
+        self._tap_rooms()
 
         for media in legs:
+            heard = media.heard_frame()
+            if media.taps:
+                self._tap_leg(media, heard)
             seat = media.seat
             if seat is None:
-                media.endpoint.write_frame(media.heard_frame())
+                media.endpoint.write_frame(heard)
             else:
-                seat.lane.to_send[seat.row] = media.heard_frame()
+                seat.lane.to_send[seat.row] = heard
         for lane in lanes:
             converted = lane.from_rooms.run()
             size = lane.from_rooms.frame_out

@@ -34,6 +34,11 @@ class BatchMixer:
         self._mixed = np.zeros((count, FRAME_SAMPLES), dtype=np.int32)
         self._out = np.zeros((count, FRAME_SAMPLES), dtype=np.int16)
 
+    @property
+    def totals(self) -> np.ndarray:
+        """(rooms, 320) int32: each room's sum of everyone (plus extras) from the last mix."""
+        return self._totals
+
     def mix(
         self, inputs: Sequence[np.ndarray | None], extras: dict[int, np.ndarray] | None = None
     ) -> np.ndarray:

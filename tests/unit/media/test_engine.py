@@ -253,3 +253,60 @@ def test_g711_legs_coded_in_bulk_sound_exactly_like_pcm_legs(as_pcm: bool) -> No
     for leg, own, others in ((ulaw, 700.0, [1100.0, 1700.0]), (alaw, 1100.0, [700.0, 1700.0])):
         assert_hears(leg.written[SETTLE:], 8000, others, [])
         assert line_db(leg.heard(), 8000, own) < db(AMPLITUDE) - 30.0
+
+
+class Recorder:
+    """A tap that keeps copies of what it is fed."""
+
+    def __init__(self, fail: bool = False) -> None:
+        self.fail = fail
+        self.calls: list[tuple[np.ndarray | None, ...]] = []
+        self.members: list[list[str]] = []
+
+    def feed(self, first: np.ndarray | None, second: object) -> None:
+        if self.fail:
+            raise RuntimeError("broken tap")
+        if isinstance(second, np.ndarray):  # a leg tap: (received, heard)
+            self.calls.append((None if first is None else first.copy(), second.copy()))
+        else:  # a room tap: (mix, [(key, frame)])
+            assert first is not None
+            members = list(second)  # type: ignore[call-overload]
+            self.calls.append((first.copy(), *(f if f is None else f.copy() for _, f in members)))
+            self.members.append([key for key, _ in members])
+
+
+def test_taps_get_what_a_leg_says_and_hears_and_the_room_mix() -> None:
+    engine = MediaEngine()
+    ticks = 20
+    a = FakeEndpoint(16000, tone_frames(500.0, 16000, ticks))
+    b = FakeEndpoint(16000, tone_frames(900.0, 16000, ticks))
+    legs = _room(engine, "r", a=a, b=b)
+    leg_tap, room_tap, broken = Recorder(), Recorder(), Recorder(fail=True)
+    legs["a"].taps.extend([broken, leg_tap])
+    legs["a"].muted = True  # taps still get a muted leg's own audio
+    room = engine.get_room("r")
+    assert room is not None
+    room.taps.append(room_tap)
+    _run(engine, ticks)
+    assert legs["a"].taps == [leg_tap]  # the broken tap was dropped, the clock went on
+    received = np.concatenate([c[0] for c in leg_tap.calls if c[0] is not None])
+    assert abs(peak_frequency(received, 16000) - 500.0) < 3.0
+    heard = np.concatenate([c[1] for c in leg_tap.calls])  # type: ignore[misc]
+    assert abs(peak_frequency(heard, 16000) - 900.0) < 3.0
+    assert len(heard) == ticks * 320
+    # The room mix leaves the muted leg out; members come with their own input.
+    assert room_tap.members == [["a", "b"]] * ticks
+    mix = np.concatenate([c[0] for c in room_tap.calls])  # type: ignore[misc]
+    assert np.array_equal(mix, np.concatenate(tone_frames(900.0, 16000, ticks)))  # type: ignore[arg-type]
+    own_a = np.concatenate([c[1] for c in room_tap.calls])  # type: ignore[misc]
+    assert np.array_equal(own_a, np.concatenate(tone_frames(500.0, 16000, ticks)))  # type: ignore[arg-type]
+
+
+def test_a_room_tap_ticks_with_silence_while_the_room_is_empty() -> None:
+    engine = MediaEngine()
+    room = engine.room("empty")
+    tap = Recorder()
+    room.taps.append(tap)
+    _run(engine, 3)
+    assert len(tap.calls) == 3
+    assert all(c[0] is not None and not c[0].any() and len(c) == 1 for c in tap.calls)
