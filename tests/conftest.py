@@ -10,12 +10,18 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import settings
 
 from tests.helpers.baresip import BaresipFactory
 from tests.helpers.server import ServerFactory, ServerProcess
 from tests.helpers.sipp import SippProcess, SippRunner
 from tests.helpers.vsi import VsiClient, vsi_url
 from tests.helpers.webhooks import WebhookReceiver
+
+# Property tests check correctness, not speed: on a loaded 2-core CI machine an example may
+# take longer than hypothesis' default 200 ms deadline, which would fail a correct test.
+settings.register_profile("callboard", deadline=None)
+settings.load_profile("callboard")
 
 
 @pytest.hookimpl(wrapper=True, tryfirst=True)

@@ -202,11 +202,7 @@ def test_unknown_routes_wrong_methods_and_later_capabilities(b: ServerProcess) -
     ):
         assert_error(b.api(method, path), 405, b)
     for method, path in (
-        ("POST", "/v1/rooms/r1/play"),
-        ("POST", "/v1/rooms/r1/record"),
         ("POST", "/v1/rooms/r1/agent/vapi"),
-        ("POST", "/v1/legs/x/record"),
-        ("DELETE", "/v1/legs/x/record"),
         ("POST", "/v1/legs/x/tts"),
         ("POST", "/v1/legs/x/stt"),
         ("POST", "/v1/legs/x/agent/elevenlabs"),

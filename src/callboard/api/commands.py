@@ -12,11 +12,15 @@ from callboard.api.schemas import (
     CreateLegRequest,
     DTMFRequest,
     PlaybackRequest,
+    RecordingRequest,
+    RecordingStorage,
     RoomCreateRequest,
     VolumeRequest,
 )
+from callboard.core import playback_requests
 from callboard.core.errors import BadRequest, CallboardError, NotFound
 from callboard.core.service import CallService, OutboundRequest
+from callboard.storage.s3 import S3Target, resolve_s3_target
 
 
 class NotImplementedYet(CallboardError):
@@ -29,6 +33,16 @@ def validation_message(exc: ValidationError) -> str:
         where = ".".join(str(p) for p in err.get("loc", ()) if p != "body") or "body"
         parts.append(f"{where}: {err.get('msg', 'invalid')}")
     return "; ".join(parts) or "invalid request"
+
+
+def _playback_spec(body: PlaybackRequest) -> playback_requests.PlaybackSpec:
+    return playback_requests.PlaybackSpec(
+        url=body.url,
+        tone=body.tone,
+        mime_type=body.mime_type,
+        repeat=body.repeat,
+        volume=body.volume,
+    )
 
 
 class Commands:
@@ -132,14 +146,7 @@ class Commands:
 
     def play_on_leg(self, leg_id: str, body: PlaybackRequest) -> dict[str, Any]:
         leg = self.service.get_leg(leg_id)
-        if (body.url is None) == (body.tone is None):
-            raise BadRequest("exactly one of url and tone is required")
-        if body.url is not None:
-            if not body.mime_type:
-                raise BadRequest("mime_type is required with url")
-            raise NotImplementedYet("playback from a URL is not available in this version yet")
-        assert body.tone is not None
-        playback = leg.playbacks.start_tone(leg, body.tone, body.volume)
+        playback = playback_requests.play_on_leg(leg, _playback_spec(body))
         return {"instance_id": self.instance_id, "playback_id": playback.id, "status": "playing"}
 
     def set_playback_volume(
@@ -150,6 +157,27 @@ class Commands:
 
     def stop_playback(self, leg_id: str, playback_id: str) -> dict[str, Any]:
         self.service.get_leg(leg_id).playbacks.stop(playback_id)
+        return self.status("stopped")
+
+    def play_in_room(self, room_id: str, body: PlaybackRequest) -> dict[str, Any]:
+        rooms = self.service.rooms
+        playback = playback_requests.play_in_room(rooms, rooms.get(room_id), _playback_spec(body))
+        return {"instance_id": self.instance_id, "playback_id": playback.id, "status": "playing"}
+
+    def set_room_playback_volume(
+        self, room_id: str, playback_id: str, body: VolumeRequest
+    ) -> dict[str, Any]:
+        self.service.rooms.get(room_id).playbacks.get(playback_id).set_volume(body.volume)
+        return self.status("updated")
+
+    def stop_room_playback(self, room_id: str, playback_id: str) -> dict[str, Any]:
+        self.service.rooms.get(room_id).playbacks.stop(playback_id)
+        return self.status("stopped")
+
+    def stop_room_playbacks(self, room_id: str) -> dict[str, Any]:
+        """Stop every playback of the room (404 when none plays)."""
+        if not self.service.rooms.get(room_id).playbacks.stop_all():
+            raise NotFound(f"no playback in progress in room {room_id}")
         return self.status("stopped")
 
     # ---- rooms ----
@@ -181,6 +209,50 @@ class Commands:
     def remove_leg_from_room(self, room_id: str, leg_id: str) -> dict[str, Any]:
         self.service.rooms.remove_leg(room_id, leg_id)
         return self.status("removed")
+
+    # ---- recording (kind: "leg" or "room") ----
+
+    def _check_target(self, kind: str, target_id: str) -> None:
+        if kind == "leg":
+            self.service.get_leg(target_id)
+        else:
+            self.service.rooms.get(target_id)
+
+    def _s3_target(self, body: RecordingRequest) -> S3Target | None:
+        if body.storage is not RecordingStorage.s3:
+            return None
+        return resolve_s3_target(
+            bucket=body.s3_bucket,
+            region=body.s3_region,
+            endpoint=body.s3_endpoint,
+            prefix=body.s3_prefix,
+            access_key=body.s3_access_key,
+            secret_key=body.s3_secret_key,
+            config=self.service.settings,
+        )
+
+    async def start_recording(
+        self, kind: str, target_id: str, body: RecordingRequest
+    ) -> dict[str, Any]:
+        self._check_target(kind, target_id)  # 404 before 400
+        s3 = self._s3_target(body)
+        recordings = self.service.recordings
+        if kind == "leg":
+            recording = await recordings.start_leg(target_id, s3)
+        else:
+            recording = await recordings.start_room(target_id, s3, body.multi_channel)
+        return self.status("recording", file=recording.file)
+
+    async def stop_recording(self, kind: str, target_id: str) -> dict[str, Any]:
+        recordings = self.service.recordings
+        recording = await recordings.stop(kind, target_id)
+        return self.status("stopped", **recordings.answer_fields(recording))
+
+    def pause_recording(self, kind: str, target_id: str) -> dict[str, Any]:
+        return self.status(self.service.recordings.set_paused(kind, target_id, True))
+
+    def resume_recording(self, kind: str, target_id: str) -> dict[str, Any]:
+        return self.status(self.service.recordings.set_paused(kind, target_id, False))
 
     # ---- VSI command table ----
 

@@ -11,9 +11,6 @@ router = APIRouter(tags=["not yet available"])
 # (methods, path, capability) for every documented route not served yet.
 LATER_ROUTES: tuple[tuple[tuple[str, ...], str, str], ...] = (
     (("POST",), "/v1/legs/{leg_id}/tts", "text-to-speech"),
-    (("POST", "DELETE"), "/v1/legs/{leg_id}/record", "recording"),
-    (("POST",), "/v1/legs/{leg_id}/record/pause", "recording"),
-    (("POST",), "/v1/legs/{leg_id}/record/resume", "recording"),
     (("POST", "DELETE"), "/v1/legs/{leg_id}/stt", "speech-to-text"),
     (("POST",), "/v1/legs/{leg_id}/agent/{provider}", "AI agents"),
     (("DELETE",), "/v1/legs/{leg_id}/agent", "AI agents"),
@@ -21,12 +18,7 @@ LATER_ROUTES: tuple[tuple[tuple[str, ...], str, str], ...] = (
     (("POST",), "/v1/legs/{leg_id}/transfer", "transfer"),
     (("POST", "GET"), "/v1/legs/{leg_id}/ice-candidates", "WebRTC"),
     (("POST",), "/v1/webrtc/offer", "WebRTC"),
-    (("POST", "DELETE"), "/v1/rooms/{room_id}/play", "room playback"),
-    (("PATCH", "DELETE"), "/v1/rooms/{room_id}/play/{playback_id}", "room playback"),
     (("POST",), "/v1/rooms/{room_id}/tts", "text-to-speech"),
-    (("POST", "DELETE"), "/v1/rooms/{room_id}/record", "recording"),
-    (("POST",), "/v1/rooms/{room_id}/record/pause", "recording"),
-    (("POST",), "/v1/rooms/{room_id}/record/resume", "recording"),
     (("POST", "DELETE"), "/v1/rooms/{room_id}/stt", "speech-to-text"),
     (("POST",), "/v1/rooms/{room_id}/agent/{provider}", "AI agents"),
     (("DELETE",), "/v1/rooms/{room_id}/agent", "AI agents"),

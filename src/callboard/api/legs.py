@@ -14,6 +14,8 @@ from callboard.api.schemas import (
     LegOut,
     PlaybackRequest,
     PlaybackResponse,
+    RecordingRequest,
+    RecordingResponse,
     StatusResponse,
     VolumeRequest,
 )
@@ -112,7 +114,7 @@ async def reject_dtmf(leg_id: str, request: Request) -> dict[str, Any]:
 
 @router.post("/{leg_id}/play", response_model=PlaybackResponse)
 async def play(leg_id: str, body: PlaybackRequest, request: Request) -> dict[str, Any]:
-    """Start a playback on a leg (built-in tones; URL playback answers 501 for now)."""
+    """Play an audio file (url + mime_type) or a built-in tone to the leg alone."""
     return commands(request).play_on_leg(leg_id, body)
 
 
@@ -128,3 +130,34 @@ async def playback_volume(
 async def stop_playback(leg_id: str, playback_id: str, request: Request) -> dict[str, Any]:
     """Stop a playback."""
     return commands(request).stop_playback(leg_id, playback_id)
+
+
+@router.post("/{leg_id}/record", response_model=RecordingResponse, response_model_exclude_none=True)
+async def start_recording(
+    leg_id: str, request: Request, body: RecordingRequest | None = None
+) -> dict[str, Any]:
+    """Record a leg to a WAV file: stereo, left = what the far end says, right = what it is
+    sent (at the codec's rate), or in a room 16 kHz, left = the participant, right = what it
+    hears."""
+    body = body or RecordingRequest.model_validate({})
+    return await commands(request).start_recording("leg", leg_id, body)
+
+
+@router.delete(
+    "/{leg_id}/record", response_model=RecordingResponse, response_model_exclude_none=True
+)
+async def stop_recording(leg_id: str, request: Request) -> dict[str, Any]:
+    """Stop a leg recording; answers once the WAV is final (an S3 upload follows)."""
+    return await commands(request).stop_recording("leg", leg_id)
+
+
+@router.post("/{leg_id}/record/pause", response_model=StatusResponse)
+async def pause_recording(leg_id: str, request: Request) -> dict[str, Any]:
+    """Write silence instead of audio until resumed (idempotent: already_paused)."""
+    return commands(request).pause_recording("leg", leg_id)
+
+
+@router.post("/{leg_id}/record/resume", response_model=StatusResponse)
+async def resume_recording(leg_id: str, request: Request) -> dict[str, Any]:
+    """Record audio again after a pause (idempotent: not_paused)."""
+    return commands(request).resume_recording("leg", leg_id)

@@ -17,10 +17,15 @@ from callboard.api.commands import Commands
 from callboard.api.schemas import (
     ERRORS,
     AddLegRequest,
+    PlaybackRequest,
+    PlaybackResponse,
+    RecordingRequest,
+    RecordingResponse,
     RoomAddResponse,
     RoomCreateRequest,
     RoomOut,
     StatusResponse,
+    VolumeRequest,
 )
 from callboard.core.ws_participant import WsEndpoint
 
@@ -71,6 +76,62 @@ async def add_leg(room_id: str, body: AddLegRequest, request: Request) -> dict[s
 async def remove_leg(room_id: str, leg_id: str, request: Request) -> dict[str, Any]:
     """Take a leg out of a room without hanging it up."""
     return commands(request).remove_leg_from_room(room_id, leg_id)
+
+
+@router.post(
+    "/{room_id}/record", response_model=RecordingResponse, response_model_exclude_none=True
+)
+async def start_recording(
+    room_id: str, request: Request, body: RecordingRequest | None = None
+) -> dict[str, Any]:
+    """Record the room mix (mono 16 kHz); `multi_channel` adds one mono WAV per participant
+    on the same timeline."""
+    body = body or RecordingRequest.model_validate({})
+    return await commands(request).start_recording("room", room_id, body)
+
+
+@router.delete(
+    "/{room_id}/record", response_model=RecordingResponse, response_model_exclude_none=True
+)
+async def stop_recording(room_id: str, request: Request) -> dict[str, Any]:
+    """Stop the room recording; answers once its files are final (an S3 upload follows)."""
+    return await commands(request).stop_recording("room", room_id)
+
+
+@router.post("/{room_id}/record/pause", response_model=StatusResponse)
+async def pause_recording(room_id: str, request: Request) -> dict[str, Any]:
+    return commands(request).pause_recording("room", room_id)
+
+
+@router.post("/{room_id}/record/resume", response_model=StatusResponse)
+async def resume_recording(room_id: str, request: Request) -> dict[str, Any]:
+    return commands(request).resume_recording("room", room_id)
+
+
+@router.post("/{room_id}/play", response_model=PlaybackResponse)
+async def play(room_id: str, body: PlaybackRequest, request: Request) -> dict[str, Any]:
+    """Play an audio file (url + mime_type) or a built-in tone to every participant."""
+    return commands(request).play_in_room(room_id, body)
+
+
+@router.delete("/{room_id}/play", response_model=StatusResponse)
+async def stop_all_playbacks(room_id: str, request: Request) -> dict[str, Any]:
+    """Stop every playback of the room."""
+    return commands(request).stop_room_playbacks(room_id)
+
+
+@router.patch("/{room_id}/play/{playback_id}", response_model=StatusResponse)
+async def playback_volume(
+    room_id: str, playback_id: str, body: VolumeRequest, request: Request
+) -> dict[str, Any]:
+    """Change the volume of a room playback."""
+    return commands(request).set_room_playback_volume(room_id, playback_id, body)
+
+
+@router.delete("/{room_id}/play/{playback_id}", response_model=StatusResponse)
+async def stop_playback(room_id: str, playback_id: str, request: Request) -> dict[str, Any]:
+    """Stop one room playback."""
+    return commands(request).stop_room_playback(room_id, playback_id)
 
 
 @router.websocket("/{room_id}/ws")

@@ -125,6 +125,34 @@ class StatusResponse(BaseModel):
     status: str
 
 
+class RecordingStorage(enum.StrEnum):
+    file = "file"
+    s3 = "s3"
+
+
+class RecordingRequest(BaseModel):
+    storage: RecordingStorage = Field(
+        RecordingStorage.file, description='"file" (local disk) or "s3" (upload after stop)'
+    )
+    multi_channel: StrictBool = Field(
+        False, description="Room recordings: also one mono WAV per participant"
+    )
+    s3_bucket: StrictStr | None = Field(None, description="Overrides S3_BUCKET")
+    s3_region: StrictStr | None = Field(None, description="Overrides S3_REGION")
+    s3_endpoint: StrictStr | None = Field(None, description="Overrides S3_ENDPOINT")
+    s3_prefix: StrictStr | None = Field(None, description="Overrides S3_PREFIX")
+    s3_access_key: StrictStr | None = Field(None, description="With s3_secret_key")
+    s3_secret_key: StrictStr | None = Field(None, description="With s3_access_key")
+
+
+class RecordingResponse(BaseModel):
+    instance_id: str | None = None
+    status: str
+    file: str | None = None
+    multi_channel_file: str | None = None
+    channels: dict[str, str] | None = None
+
+
 class ErrorResponse(BaseModel):
     instance_id: str | None = None
     error: str

@@ -1,23 +1,31 @@
-"""Playbacks on a leg: frame sources the engine mixes into what the leg hears.
+"""Playbacks: frame sources the engine mixes into what a leg, or every member of a room, hears.
 
-Only built-in telephone tones are served here so far; URL playback (download, decode) arrives
-with the playback issue and answers 501 until then.
+`Playbacks` is the registry of one leg or room: it puts a playback in the engine's source
+list, and ends it exactly once with one event (`playback.finished`, or `playback.error`).
+Tones live here; URL playback is in url_playback.py.
 """
 
 from __future__ import annotations
 
+import logging
 import uuid
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import Any, Protocol
 
 import numpy as np
 
 from callboard.core.errors import BadRequest, Conflict, NotFound
+from callboard.media.engine import FrameSource
 from callboard.media.tones import ToneGenerator, resolve_tone
 
-if TYPE_CHECKING:
-    from callboard.core.leg import Leg
+log = logging.getLogger(__name__)
 
 VOLUME_STEP_DB = 3.0
+# Each playback of a URL holds a download and a decoder thread: a bound per leg or room.
+MAX_PLAYBACKS = 16
+
+Publish = Callable[..., Any]
+"""publish(event_type, **fields): an event of the playback's leg or room."""
 
 
 def volume_gain(volume: int) -> float:
@@ -26,75 +34,120 @@ def volume_gain(volume: int) -> float:
     return float(10 ** (volume * VOLUME_STEP_DB / 20))
 
 
-class TonePlayback:
-    """A tone that plays until stopped, with a live volume."""
+class SourceHost(Protocol):
+    """Where the engine takes a target's sources from: LegMedia or RoomMedia."""
 
-    def __init__(self, leg: Leg, tone: str, volume: int) -> None:
-        try:
-            plan = resolve_tone(tone)
-        except (KeyError, ValueError):
-            raise BadRequest(
-                f"unknown tone {tone!r}: use {{country}}_{{type}} or {{type}} with types "
-                "ringback, busy, dial, congestion and countries us, gb, de, fr, au, jp, it, in, "
-                "br, pl, ru"
-            ) from None
+    sources: list[FrameSource]
+    on_finished: Callable[[FrameSource], None] | None
+
+
+class Playback:
+    """One playback: a FrameSource with an id, a live volume and a way to end."""
+
+    def __init__(self, publish: Publish, volume: int) -> None:
         self.id = f"pb-{uuid.uuid4()}"
-        self.leg = leg
+        self.publish = publish
         self.gain = volume_gain(volume)
         self.stopped = False
-        self._generator = ToneGenerator(plan)
 
     def set_volume(self, volume: int) -> None:
         self.gain = volume_gain(volume)
 
+    def begin(self, on_error: Callable[[Playback, str], None]) -> None:
+        """Called once it is in the engine's sources; `on_error` ends it with an error."""
+
+    def close(self) -> None:
+        """Release what it holds; next_frame answers None from now on."""
+        self.stopped = True
+
+    def next_frame(self) -> np.ndarray | None:
+        raise NotImplementedError
+
+    def scaled(self, frame: np.ndarray) -> np.ndarray:
+        """`frame` at this playback's volume (a new array unless the gain is 1)."""
+        if self.gain == 1.0:
+            return frame
+        out = frame.astype(np.float32) * self.gain
+        return np.clip(out, -32768, 32767).astype(np.int16)
+
+
+class TonePlayback(Playback):
+    """A telephone tone that plays until stopped."""
+
+    def __init__(self, publish: Publish, tone: str, volume: int) -> None:
+        try:
+            plan = resolve_tone(tone)
+        except (KeyError, ValueError):
+            raise BadRequest(
+                f"unknown tone {tone[:40]!r}: use {{country}}_{{type}} or {{type}} with types "
+                "ringback, busy, dial, congestion and countries us, gb, de, fr, au, jp, it, in, "
+                "br, pl, ru"
+            ) from None
+        super().__init__(publish, volume)
+        self._generator = ToneGenerator(plan)
+
+    def begin(self, on_error: Callable[[Playback, str], None]) -> None:
+        self.publish("playback.started", playback_id=self.id)
+
     def next_frame(self) -> np.ndarray | None:
         if self.stopped:
             return None
-        frame = self._generator.next_frame()
-        if self.gain != 1.0:
-            scaled = frame.astype(np.float32) * self.gain
-            return np.clip(scaled, -32768, 32767).astype(np.int16)
-        return frame
+        return self.scaled(self._generator.next_frame())
 
 
-class LegPlaybacks:
-    """The playbacks of one leg, keyed by playback id."""
+class Playbacks:
+    """The playbacks of one leg or room, keyed by playback id."""
 
     def __init__(self) -> None:
-        self.active: dict[str, TonePlayback] = {}
+        self.active: dict[str, Playback] = {}
+        self._hosts: dict[str, SourceHost] = {}
 
-    def get(self, playback_id: str) -> TonePlayback:
+    def get(self, playback_id: str) -> Playback:
         playback = self.active.get(playback_id)
         if playback is None:
             raise NotFound(f"playback {playback_id} not found")
         return playback
 
-    def start_tone(self, leg: Leg, tone: str, volume: int) -> TonePlayback:
-        media = leg.service.engine.get(leg.id)
-        if media is None:
-            raise Conflict(f"leg is {leg.state.value} and has no audio writer yet")
-        playback = TonePlayback(leg, tone, volume)
+    def start(self, host: SourceHost, playback: Playback) -> Playback:
+        if len(self.active) >= MAX_PLAYBACKS:
+            raise Conflict(f"{MAX_PLAYBACKS} playbacks are already playing here")
         self.active[playback.id] = playback
-        media.sources.append(playback)
-        media.on_finished = self._finished
-        leg.publish("playback.started", playback_id=playback.id)
+        self._hosts[playback.id] = host
+        host.sources.append(playback)
+        host.on_finished = self._source_finished
+        playback.begin(self._failed)
         return playback
 
     def stop(self, playback_id: str) -> None:
-        playback = self.get(playback_id)
-        playback.stopped = True
-        self._finished(playback)
+        self._end(self.get(playback_id))
 
-    def stop_all(self) -> None:
-        for playback in list(self.active.values()):
-            playback.stopped = True
-            self._finished(playback)
+    def stop_all(self) -> int:
+        """End every playback (the leg hung up, the room is going away); returns how many."""
+        playbacks = list(self.active.values())
+        for playback in playbacks:
+            self._end(playback)
+        return len(playbacks)
 
-    def _finished(self, source: object) -> None:
-        if not isinstance(source, TonePlayback):
+    def _source_finished(self, source: FrameSource) -> None:
+        """The engine found the source exhausted (it already left the source list)."""
+        if isinstance(source, Playback):
+            self._end(source)
+
+    def _failed(self, playback: Playback, error: str) -> None:
+        self._end(playback, error)
+
+    def _end(self, playback: Playback, error: str | None = None) -> None:
+        if self.active.pop(playback.id, None) is None:
             return
-        if self.active.pop(source.id, None) is not None:
-            media = source.leg.service.engine.get(source.leg.id)
-            if media is not None and source in media.sources:
-                media.sources.remove(source)
-            source.leg.publish("playback.finished", playback_id=source.id)
+        host = self._hosts.pop(playback.id, None)
+        playback.close()
+        if host is not None and playback in host.sources:
+            host.sources.remove(playback)
+        if error is None:
+            playback.publish("playback.finished", playback_id=playback.id)
+        else:
+            playback.publish("playback.error", playback_id=playback.id, error=error)
+
+
+# The registry a leg holds (leg.py's name for it).
+LegPlaybacks = Playbacks

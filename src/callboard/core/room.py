@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from callboard.core.playback import Playbacks
 from callboard.events.webhooks import WebhookTarget
 
 if TYPE_CHECKING:
@@ -27,6 +28,7 @@ class Room:
         self.dropping = False  # being torn down (its events still go to its webhook)
         self.legs: dict[str, Leg] = {}
         self.ws_participants: set[str] = set()
+        self.playbacks = Playbacks()  # heard by every participant
 
     @property
     def empty(self) -> bool:

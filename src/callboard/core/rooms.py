@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections import OrderedDict
 from typing import TYPE_CHECKING, Any
 
 from callboard.core.errors import BadRequest, Conflict, NotFound
@@ -17,12 +18,15 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 MAX_ROOM_ID = 128
+ENDED_WEBHOOK_MEMORY = 1024
 
 
 class RoomManager:
     def __init__(self, service: CallService) -> None:
         self.service = service
         self.rooms: dict[str, Room] = {}
+        # Webhooks of deleted rooms, for events that end after them (recording.finished).
+        self.ended_webhooks: OrderedDict[str, WebhookTarget | None] = OrderedDict()
 
     # ---- lookups ----
 
@@ -91,7 +95,12 @@ class RoomManager:
             self._take_out(room, leg)
         for ws_id in list(room.ws_participants):
             self.service.ws_participants.close(ws_id)
+        room.playbacks.stop_all()
+        self.service.recordings.room_ended(room)
         self.service.engine.drop_room(room.id)
+        self.ended_webhooks[room.id] = room.webhook
+        while len(self.ended_webhooks) > ENDED_WEBHOOK_MEMORY:
+            self.ended_webhooks.popitem(last=False)
         self.publish(room, "room.deleted")
         del self.rooms[room.id]
 

@@ -19,6 +19,7 @@ from typing import Any
 from callboard.config import Settings
 from callboard.core.errors import BadRequest, NotFound, Unavailable
 from callboard.core.leg import Leg, LegState, LegType
+from callboard.core.recording import RecordingManager
 from callboard.core.rooms import RoomManager
 from callboard.core.sip_leg import SipLeg
 from callboard.core.ws_participant import WsParticipants
@@ -107,6 +108,7 @@ class CallService:
         self._sweeper: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self.rooms = RoomManager(self)
+        self.recordings = RecordingManager(self)
         self.ws_participants = WsParticipants(self)
         ua.on_incoming = self._on_incoming_call
         metrics.set_gauge_sources(lambda: len(self.legs), lambda: len(self.rooms.rooms))
@@ -122,6 +124,8 @@ class CallService:
     async def shutdown(self) -> None:
         for leg in list(self.legs.values()):
             leg.hangup("api_hangup")
+        for room in self.rooms.list():
+            room.playbacks.stop_all()  # no download or decoder outlives the loop
         # Outbound legs being cancelled end when the CANCEL completes; force the rest.
         for _ in range(20):
             if not self.legs:
@@ -130,6 +134,8 @@ class CallService:
         for leg in list(self.legs.values()):
             if isinstance(leg, SipLeg):
                 leg._release("api_hangup")
+        # Room recordings too: every file final and its recording.finished published.
+        await self.recordings.close()
         if self._sweeper is not None:
             self._sweeper.cancel()
 
@@ -166,6 +172,9 @@ class CallService:
             room = self.rooms.rooms.get(room_id)
             if room is not None and room.webhook is not None:
                 return room.webhook
+            if room is None and self.rooms.ended_webhooks.get(room_id) is not None:
+                # A deleted room's late events (a recording finishing) still go to its hook.
+                return self.rooms.ended_webhooks[room_id]
         if self.settings.webhook_url:
             return WebhookTarget(self.settings.webhook_url, self.settings.webhook_secret)
         return None
@@ -229,6 +238,7 @@ class CallService:
             return
         now = self.now()
         leg.playbacks.stop_all()
+        self.recordings.leg_ended(leg)
         # Where this leg's events go (its own webhook, else its room's), kept for the events
         # published after it has left its room and the registry.
         webhook = self.resolve_webhook({"leg_id": leg.id})
