@@ -18,6 +18,7 @@ gives the baseline, which is subtracted.
     python bench/rooms.py --legs 50 100 200 400 800 --seconds 60 [--markdown]
     python bench/rooms.py --no-rooms ...   # the server only answers (no latency then)
     python bench/rooms.py --probe          # does POST /v1/rooms work yet?
+    python bench/rooms.py --record ...     # every room also records its mix to WAV
 """
 
 from __future__ import annotations
@@ -101,13 +102,14 @@ class RoomMaker:
     """Puts the two legs of bench room k into room `bench-<k>` as they ring (or, without
     rooms, just answers them), from a few concurrent workers."""
 
-    def __init__(self, base_url: str, use_rooms: bool, workers: int) -> None:
+    def __init__(self, base_url: str, use_rooms: bool, workers: int, record: bool = False) -> None:
         self.client = httpx.AsyncClient(
             base_url=base_url,
             timeout=30,
             limits=httpx.Limits(max_connections=workers, max_keepalive_connections=workers),
         )
         self.use_rooms = use_rooms
+        self.record = record
         self.queue: asyncio.Queue[tuple[str, int, str]] = asyncio.Queue()
         self.seen: set[str] = set()
         self.room_ready: dict[int, asyncio.Future[None]] = {}
@@ -166,6 +168,10 @@ class RoomMaker:
             r = await self.client.post("/v1/rooms", json={"id": room_id})
             if r.status_code not in (200, 201, 409):
                 raise RuntimeError(f"create room: {r.status_code} {r.text}")
+            if self.record:
+                r = await self.client.post(f"/v1/rooms/{room_id}/record", json={})
+                if r.status_code != 200:
+                    raise RuntimeError(f"record room: {r.status_code} {r.text}")
             ready.set_result(None)
         else:
             await asyncio.wait_for(asyncio.shield(ready), 30)
@@ -267,7 +273,7 @@ async def run_point(legs: int, args: argparse.Namespace, baseline: float | None)
             raise SystemExit(
                 f"POST /v1/rooms answers {status}: rooms are not available yet (try --no-rooms)"
             )
-        maker = RoomMaker(server.base_url, use_rooms, args.workers)
+        maker = RoomMaker(server.base_url, use_rooms, args.workers, record=args.record)
         background.append(asyncio.create_task(watch_vsi(server.http_port, maker.on_event, stop)))
         background.append(asyncio.create_task(maker.poll_ringing()))
         gen = await GeneratorProcess.start(GENERATOR_CPU)
@@ -433,6 +439,7 @@ def main() -> None:
     )
     parser.add_argument("--attempts", type=int, default=3, help="at most this many tries a point")
     parser.add_argument("--probe", action="store_true", help="only check whether rooms work")
+    parser.add_argument("--record", action="store_true", help="record every room's mix")
     args = parser.parse_args()
     if args.probe:
         print(json.dumps({"post_rooms_status": asyncio.run(probe())}))
