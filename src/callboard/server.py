@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib
 import logging
 import signal
 import socket
 from collections.abc import Iterator
 
+import numpy as np
 import uvicorn
 
 from callboard.api.app import create_app
@@ -20,6 +22,7 @@ from callboard.events.metrics import Metrics
 from callboard.events.vsi import VsiHub
 from callboard.events.webhooks import WebhookSink
 from callboard.media.clock import MediaClock
+from callboard.media.codecs import SUPPORTED_CODECS, create_codec
 from callboard.media.engine import MediaEngine
 from callboard.sip.call import SipUserAgent, TimerSettings
 
@@ -30,6 +33,28 @@ log = logging.getLogger(__name__)
 # megabytes, and a room WebSocket client that stops reading would soak up a minute of audio
 # before the participant's own one-second bound noticed it was too slow.
 HTTP_SEND_BUFFER = 32 * 1024
+
+
+# Modules httpx's async transport imports on its first request (anyio's asyncio backend and
+# streams). Importing them then blocked the event loop for tens of milliseconds, which the
+# first call of a fresh process heard as a media stall.
+_FIRST_REQUEST_MODULES = (
+    "anyio._backends._asyncio",
+    "anyio.streams.memory",
+    "anyio.streams.stapled",
+    "anyio.streams.tls",
+    "httpcore._backends.anyio",
+)
+
+
+def warm_up() -> None:
+    """Pay one-time costs before the media clock runs rather than on the first call."""
+    for name in _FIRST_REQUEST_MODULES:
+        with contextlib.suppress(ImportError):
+            importlib.import_module(name)
+    for name in SUPPORTED_CODECS:  # loads each FFmpeg codec and builds its tables
+        codec = create_codec(name)
+        codec.decode(codec.encode(np.zeros(codec.sample_rate // 50, dtype=np.int16)))
 
 
 class _Uvicorn(uvicorn.Server):
@@ -76,6 +101,7 @@ class Callboard:
         self._http: _Uvicorn | None = None
 
     async def run(self) -> None:
+        warm_up()
         await self.webhooks.start()
         await self.ua.start()
         await self.service.start()

@@ -19,6 +19,8 @@ import numpy as np
 log = logging.getLogger(__name__)
 
 PERIOD = 0.020
+# A tick this late means the event loop was held elsewhere: logged as a warning.
+STALL_LOG_SECONDS = 0.010
 # How far behind the clock may fall before it stops catching up and skips ticks.
 MAX_CATCH_UP = 3
 
@@ -68,6 +70,7 @@ class MediaClock:
         self._start = 0.0
         self._mono_start = 0.0
         self._index = 0
+        self._last_stall_log = -1e9
 
     def add_tick_function(self, fn: Callable[[], None]) -> None:
         self._tick_functions.append(fn)
@@ -102,6 +105,10 @@ class MediaClock:
                 # A bug in one stage must not stop the clock for every other call.
                 log.exception("media tick function %r failed", fn)
         self.stats.record(lateness, time.monotonic() - began)
+        if lateness > STALL_LOG_SECONDS and began - self._last_stall_log > 1.0:
+            # Something held the event loop: worth a line in the log (at most one a second).
+            self._last_stall_log = began
+            log.warning("media clock ran %.0f ms late (the event loop was busy)", lateness * 1e3)
         self._index += 1
         behind = int((loop.time() - self._start) / self.period) - self._index
         if behind > MAX_CATCH_UP:
