@@ -28,6 +28,8 @@ from tests.helpers.audio_files import mp3_bytes, wav_bytes
 from tests.helpers.http_files import FileServer, Served
 from tests.helpers.room_ear import RATE, RoomEar
 from tests.helpers.server import ServerProcess
+from tests.helpers.tone_analysis import on_off_runs as runs_of
+from tests.helpers.tone_analysis import spectral_peaks
 from tests.helpers.webhooks import WebhookReceiver
 from tests.integration.flows import connect, module_pair
 
@@ -141,6 +143,29 @@ def between(x: np.ndarray, start_s: float, end_s: float) -> np.ndarray:
     return x[int(start_s * RATE) : int(end_s * RATE)]
 
 
+def chunk_correlations(
+    source: np.ndarray, heard: np.ndarray, lag: int, chunk_s: float = 0.5, search_s: float = 0.06
+) -> list[float]:
+    """Normalised correlation of each voiced chunk of `source` with `heard`, each chunk at
+    its best alignment within `search_s` of `lag`."""
+    chunk, search = int(chunk_s * RATE), int(search_s * RATE)
+    floor = 0.05 * np.sqrt(np.mean(source.astype(np.float64) ** 2))
+    out = []
+    for start in range(0, len(source) - chunk + 1, chunk):
+        piece = source[start : start + chunk].astype(np.float64)
+        if np.sqrt(np.mean(piece**2)) < floor:  # a pause: nothing to compare
+            continue
+        lo = max(0, start + lag - search)
+        window = heard[lo : start + lag + chunk + search].astype(np.float64)
+        offset, _ = xcorr_lag(piece, window)
+        aligned = window[max(0, offset) : max(0, offset) + chunk]
+        if len(aligned) < chunk:
+            out.append(0.0)
+            continue
+        out.append(float(piece @ aligned / (np.linalg.norm(piece) * np.linalg.norm(aligned))))
+    return [round(c, 3) for c in out]
+
+
 def single_span(x: np.ndarray, threshold: float = -40.0) -> tuple[float, float]:
     spans = active_spans(x, RATE, threshold_dbfs=threshold)
     assert len(spans) == 1, f"expected one stretch of sound, got {spans}"
@@ -161,9 +186,14 @@ def test_wav_8k_is_heard_as_sent(call: Call, files: FileServer, hooks: WebhookRe
     assert finished["leg_id"] == call.a_leg
     heard = call.ear.listen(4.0, start=t0)
     source = soxr.resample(SPEECH, 8000, RATE)
-    lag, corr = xcorr_lag(source, heard)
-    assert corr > 0.9, f"the far end heard something else (correlation {corr:.3f})"
+    lag, _ = xcorr_lag(source, heard)
     assert 0 < lag < 0.5 * RATE
+    # Chunk by chunk, each at its own best alignment: the receiving jitter buffer may give
+    # latency back by cutting one 20 ms frame (in a pause), which shifts what follows.
+    corrs = chunk_correlations(source, heard, lag)
+    assert len(corrs) >= 4
+    good = sum(c > 0.9 for c in corrs)
+    assert good >= len(corrs) - 1, f"the far end heard something else (correlations {corrs})"
     start, end = single_span(heard)
     assert end - start == pytest.approx(3.0, abs=0.1)
     # The events bracket the audio: finished comes once the 3 s have been played.
@@ -389,38 +419,12 @@ def test_hangup_ends_the_legs_playbacks(
 
 
 def tone_peaks(x: np.ndarray, count: int, min_gap: float = 25.0) -> list[float]:
-    """The `count` strongest spectral peaks (Hz, parabolic-interpolated), at least
-    `min_gap` apart."""
-    n_fft = 1 << 17
-    power = np.abs(np.fft.rfft((x - x.mean()) * np.hanning(x.size), n_fft)) ** 2
-    log_power = np.log(power + 1e-30)
-    is_peak = np.zeros(power.size, bool)
-    is_peak[1:-1] = (power[1:-1] >= power[:-2]) & (power[1:-1] >= power[2:])
-    found: list[float] = []
-    for k in np.argsort(power)[::-1]:
-        if not is_peak[k]:
-            continue
-        a, b, c = log_power[k - 1 : k + 2]
-        freq = (k + 0.5 * (a - c) / (a - 2 * b + c)) * RATE / n_fft
-        if all(abs(freq - other) >= min_gap for other in found):
-            found.append(float(freq))
-        if len(found) == count:
-            break
-    return sorted(found)
+    return spectral_peaks(x, RATE, count, min_gap)
 
 
-def on_off_runs(x: np.ndarray, block_ms: float = 5.0, threshold: float = -40.0) -> list[list]:
-    """[is_on, start_s, duration_ms] runs of 5 ms blocks above/below `threshold` dBFS."""
-    block = int(RATE * block_ms / 1000)
-    usable = x[: x.size - x.size % block].reshape(-1, block)
-    loud = 10 * np.log10(2 * np.mean(usable**2, axis=1) + 1e-20) > threshold
-    runs: list[list] = []
-    for i, on in enumerate(loud):
-        if runs and runs[-1][0] == on:
-            runs[-1][2] += block_ms
-        else:
-            runs.append([bool(on), i * block / RATE, block_ms])
-    return runs
+def on_off_runs(x: np.ndarray) -> list[list]:
+    """[is_on, start_s, duration_ms] runs of 5 ms blocks above/below -40 dBFS."""
+    return [[r.on, r.start_s, r.duration_ms] for r in runs_of(x, RATE, threshold_dbfs=-40.0)]
 
 
 @dataclass(frozen=True)

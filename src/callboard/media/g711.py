@@ -101,6 +101,10 @@ def alaw_decode(data: bytes) -> np.ndarray:
     return ALAW_DECODE_TABLE.take(np.frombuffer(data, dtype=np.uint8))
 
 
+QUIET_DBFS = -40.0
+_QUIET_POWER = (32768.0**2 / 2) * 10 ** (QUIET_DBFS / 10)  # mean square at that level
+
+
 class G711Law:
     """One companding law, for coding many legs' frames in one NumPy call each way."""
 
@@ -116,6 +120,11 @@ class G711Law:
         """Payloads of `samples` bytes each -> (len, samples) float32 sample values."""
         codes = np.frombuffer(b"".join(payloads), dtype=np.uint8)
         return self._decode_f32.take(codes).reshape(len(payloads), samples)
+
+    def is_quiet(self, payload: bytes) -> bool:
+        """RMS below QUIET_DBFS: a pause, where dropping a frame is not heard."""
+        pcm = self._decode_f32.take(np.frombuffer(payload, dtype=np.uint8))
+        return bool(pcm.size) and float(pcm.dot(pcm)) / pcm.size < _QUIET_POWER
 
     def encode_rows(self, frames: np.ndarray) -> bytes:
         """(rows, samples) int16 -> every row's payload, concatenated (row i at i * samples)."""

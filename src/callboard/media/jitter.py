@@ -4,13 +4,16 @@ Payloads are kept by extended sequence number and decoded by the caller at pop t
 stateful decoders see packets strictly in order. Delay adapts between 1 and 6 frames:
 the target grows at once when the spread of packet transit times grows, and shrinks by
 one frame at a time after a quiet period; a buffer that stays fuller than its target for
-a whole second drops one packet to give the latency back.
+a whole second drops one packet to give the latency back. With an `is_quiet` test (G.711)
+the dropped packet is a quiet one within the next second where there is one, so the cut
+falls in a pause rather than in the middle of a word.
 """
 
 from __future__ import annotations
 
 import enum
 import math
+from collections.abc import Callable
 from typing import Final, Literal
 
 
@@ -62,6 +65,10 @@ class JitterBuffer:
         self._quiet_evaluations = 0
         self._window_pops = 0
         self._window_min_depth = CAPACITY
+        # Whether a payload is near silence (set by the owner when its codec allows telling);
+        # and how many more pops a pending drain may wait for such a payload.
+        self.is_quiet: Callable[[bytes], bool] | None = None
+        self._drain_due = 0
 
     @property
     def depth(self) -> int:
@@ -90,6 +97,7 @@ class JitterBuffer:
         self._playing = False
         self._underrun = False
         self._transit_count = 0
+        self._drain_due = 0
         self.resyncs += 1
 
     def push(self, seq: int, timestamp: int, payload: bytes, arrival: float) -> None:
@@ -145,6 +153,8 @@ class JitterBuffer:
         if payload is not None:
             self._next += 1
             self._underrun = False
+            if self._drain_due:
+                return self._drain_if_quiet(payload)
             return payload
         if not self._slots:
             # Nothing buffered: the packet is late, not lost. Hold the play point so it
@@ -168,12 +178,34 @@ class JitterBuffer:
     def _end_drain_window(self) -> None:
         # A buffer that never ran below target + 1 for a second holds needless latency.
         if self._window_min_depth > self.target + 1 and self._slots:
-            oldest = min(self._slots)
-            del self._slots[oldest]
-            self._next = max(self._next, oldest + 1)
-            self.drained += 1
+            if self.is_quiet is not None:
+                self._drain_due = _DRAIN_WINDOW  # cut at the next quiet packet (see pop)
+            else:
+                oldest = min(self._slots)
+                del self._slots[oldest]
+                self._next = max(self._next, oldest + 1)
+                self.drained += 1
         self._window_pops = 0
         self._window_min_depth = CAPACITY
+
+    def _drain_if_quiet(self, payload: bytes) -> bytes:
+        """During a pending drain: skip `payload` if it is quiet (or the wait is over) and
+        the next packet is here to play instead."""
+        self._drain_due -= 1
+        if self.depth <= self.target:  # the excess has gone by itself
+            self._drain_due = 0
+            return payload
+        assert self.is_quiet is not None
+        if self._drain_due and not self.is_quiet(payload):
+            return payload
+        following = self._slots.pop(self._next, None)
+        if following is None:  # nothing to play instead: keep looking
+            self._drain_due = max(self._drain_due, 1)
+            return payload
+        self._next += 1
+        self._drain_due = 0
+        self.drained += 1
+        return following
 
     def _note_transit(self, timestamp: int, payload: bytes, arrival: float) -> None:
         if not payload:  # placeholders may repeat a timestamp

@@ -193,6 +193,8 @@ class RtpSession:
         self._codec = codec
         self.sample_rate = codec.sample_rate
         self.law = codec.law
+        # Latency is given back by dropping a frame in a pause where the codec lets us tell.
+        self._jitter.is_quiet = codec.law.is_quiet if codec.law is not None else None
         self._frame_samples = codec.sample_rate // 50
         self._silence = np.zeros(self._frame_samples, dtype=np.int16)
         self._silence.flags.writeable = False

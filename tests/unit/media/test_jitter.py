@@ -1,6 +1,9 @@
 import itertools
 import random
 
+import numpy as np
+
+from callboard.media.g711 import ALAW, ULAW
 from callboard.media.jitter import CAPACITY, MAX_DEPTH_FRAMES, MISSING, JitterBuffer
 
 STEP = 160  # 20 ms at 8 kHz
@@ -210,3 +213,42 @@ def test_a_timestamp_jump_is_not_mistaken_for_jitter() -> None:
         jb.push(seq, seq * STEP + offset, payload(seq), seq * 0.02)
         assert jb.pop() == payload(seq)
     assert jb.target == 1
+
+
+def _drain_run(quiet_every: int | None) -> tuple[JitterBuffer, list[int]]:
+    """A burst, then a regular stream; returns the sequence numbers that never played."""
+    jb = JitterBuffer()
+    if quiet_every is not None:
+        jb.is_quiet = lambda p: int.from_bytes(p, "big") % quiet_every == 0
+    for seq in range(8):
+        push(jb, seq, arrival=0.0)
+    played = []
+    for seq in range(8, 808):
+        push(jb, seq)
+        item = jb.pop()
+        if isinstance(item, bytes):
+            played.append(int.from_bytes(item, "big"))
+    return jb, sorted(set(range(played[0], played[-1] + 1)) - set(played))
+
+
+def test_a_drain_cuts_a_quiet_packet_when_the_codec_can_tell() -> None:
+    jb, dropped = _drain_run(quiet_every=7)
+    assert jb.drained >= 6 and len(dropped) == jb.drained
+    assert all(seq % 7 == 0 for seq in dropped), dropped  # only ever a quiet one
+    assert jb.depth <= 2 and jb.lost == 0
+
+
+def test_a_drain_without_any_quiet_packet_still_gives_the_latency_back() -> None:
+    jb, dropped = _drain_run(quiet_every=10**9)  # nothing is ever quiet (but packet 0)
+    assert jb.drained >= 6 and len(dropped) == jb.drained
+    assert jb.depth <= 2 and jb.lost == 0
+
+
+def test_g711_quiet_test_tells_a_pause_from_speech() -> None:
+    for law in (ULAW, ALAW):
+        t = np.arange(160) / 8000
+        loud = law.encode_rows((3000 * np.sin(2 * np.pi * 440 * t)).astype(np.int16)[None, :])
+        hiss = law.encode_rows((60 * np.sin(2 * np.pi * 440 * t)).astype(np.int16)[None, :])
+        assert not law.is_quiet(loud)
+        assert law.is_quiet(hiss)  # about -55 dBFS
+        assert law.is_quiet(law.encode_rows(np.zeros((1, 160), np.int16)))
