@@ -28,6 +28,27 @@ def module_pair(
     factory.close(failed=request.session.testsfailed > failures)
 
 
+def module_fixtures(name: str) -> tuple[Any, Any]:
+    """A module's `hooks` (one webhook receiver) and `servers` (two instances reporting to
+    it) fixtures, both module-scoped: `hooks, servers = module_fixtures("playback")`."""
+
+    @pytest.fixture(scope="module")
+    def hooks() -> Iterator[WebhookReceiver]:
+        receiver = WebhookReceiver()
+        yield receiver
+        receiver.close()
+
+    @pytest.fixture(scope="module")
+    def servers(
+        tmp_path_factory: pytest.TempPathFactory,
+        hooks: WebhookReceiver,
+        request: pytest.FixtureRequest,
+    ) -> Iterator[tuple[ServerProcess, ServerProcess]]:
+        yield from module_pair(tmp_path_factory, hooks, request, name)
+
+    return hooks, servers
+
+
 def pair(
     server_factory: ServerFactory, hooks: WebhookReceiver, **env: str
 ) -> tuple[ServerProcess, ServerProcess]:

@@ -16,25 +16,14 @@ import pytest
 
 from tests.helpers.server import ServerProcess
 from tests.helpers.webhooks import WebhookReceiver
-from tests.integration.flows import module_pair
+from tests.integration.flows import module_fixtures
 
 # Dialled by requests that must be refused: if one got through, its call would fail at once
 # (nothing listens on TCP port 9), so one wrong answer does not spoil the next case.
 NOWHERE = "sip:nobody@127.0.0.1:9;transport=tcp"
 
 
-@pytest.fixture(scope="module")
-def hooks() -> Iterator[WebhookReceiver]:
-    receiver = WebhookReceiver()
-    yield receiver
-    receiver.close()
-
-
-@pytest.fixture(scope="module")
-def servers(
-    tmp_path_factory: pytest.TempPathFactory, hooks: WebhookReceiver, request: pytest.FixtureRequest
-) -> Iterator[tuple[ServerProcess, ServerProcess]]:
-    yield from module_pair(tmp_path_factory, hooks, request, "api_errors")
+hooks, servers = module_fixtures("api_errors")
 
 
 @pytest.fixture

@@ -23,7 +23,7 @@ import pytest
 
 from tests.helpers.server import ServerProcess
 from tests.helpers.webhooks import WebhookReceiver
-from tests.integration.flows import module_pair
+from tests.integration.flows import module_fixtures
 
 SEED = 20240611
 LOCAL = "127.0.0.1"
@@ -32,18 +32,7 @@ LOCAL = "127.0.0.1"
 # -- fixtures: one caller, one callee, one receiver for the module --------------------------
 
 
-@pytest.fixture(scope="module")
-def hooks() -> Iterator[WebhookReceiver]:
-    receiver = WebhookReceiver()
-    yield receiver
-    receiver.close()
-
-
-@pytest.fixture(scope="module")
-def servers(
-    tmp_path_factory: pytest.TempPathFactory, hooks: WebhookReceiver, request: pytest.FixtureRequest
-) -> Iterator[tuple[ServerProcess, ServerProcess]]:
-    yield from module_pair(tmp_path_factory, hooks, request, "bad_input")
+hooks, servers = module_fixtures("bad_input")
 
 
 @pytest.fixture

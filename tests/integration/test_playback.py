@@ -31,7 +31,7 @@ from tests.helpers.server import ServerProcess
 from tests.helpers.tone_analysis import on_off_runs as runs_of
 from tests.helpers.tone_analysis import spectral_peaks
 from tests.helpers.webhooks import WebhookReceiver
-from tests.integration.flows import connect, module_pair
+from tests.integration.flows import connect, module_fixtures
 
 TONE_DBFS = -13.0  # the generator's level per frequency component
 
@@ -51,18 +51,7 @@ def speech_like(seconds: float, rate: int, seed: int = 7) -> np.ndarray:
 SPEECH = speech_like(3.0, 8000)
 
 
-@pytest.fixture(scope="module")
-def hooks() -> Iterator[WebhookReceiver]:
-    receiver = WebhookReceiver()
-    yield receiver
-    receiver.close()
-
-
-@pytest.fixture(scope="module")
-def servers(
-    tmp_path_factory: pytest.TempPathFactory, hooks: WebhookReceiver, request: pytest.FixtureRequest
-) -> Iterator[tuple[ServerProcess, ServerProcess]]:
-    yield from module_pair(tmp_path_factory, hooks, request, "playback")
+hooks, servers = module_fixtures("playback")
 
 
 @pytest.fixture(scope="module")

@@ -24,7 +24,7 @@ from tests.helpers.audio import band_energy_db, read_wav, to_float
 from tests.helpers.s3 import S3Server, s3_server  # noqa: F401 - module fixture
 from tests.helpers.server import ServerFactory, ServerProcess
 from tests.helpers.webhooks import WebhookReceiver
-from tests.integration.flows import disconnected, module_pair, pair
+from tests.integration.flows import disconnected, module_fixtures, pair
 from tests.integration.test_rooms_ws import WsPeer
 
 FAR_TONE = "us_busy"  # B plays it: what A's leg receives
@@ -33,18 +33,7 @@ FAR_HZ, NEAR_HZ, WS_HZ = 620.0, 350.0, 700.0
 TIMING_SLACK_S = 0.25  # HTTP round trips and tick granularity around the measured times
 
 
-@pytest.fixture(scope="module")
-def hooks() -> Iterator[WebhookReceiver]:
-    receiver = WebhookReceiver()
-    yield receiver
-    receiver.close()
-
-
-@pytest.fixture(scope="module")
-def servers(
-    tmp_path_factory: pytest.TempPathFactory, hooks: WebhookReceiver, request: pytest.FixtureRequest
-) -> Iterator[tuple[ServerProcess, ServerProcess]]:
-    yield from module_pair(tmp_path_factory, hooks, request, "recording")
+hooks, servers = module_fixtures("recording")
 
 
 def crash_records(log_text: str) -> list[str]:

@@ -28,7 +28,7 @@ from tests.helpers.room_ear import RATE, RoomEar
 from tests.helpers.server import ServerProcess
 from tests.helpers.tone_analysis import Run, on_off_runs, spectral_peaks
 from tests.helpers.webhooks import WebhookReceiver
-from tests.integration.flows import module_pair
+from tests.integration.flows import module_fixtures
 
 TONE_DBFS = -13.0  # the generator's level per frequency component
 LANES = 8  # concurrent calls; the busiest lane sets the module's run time
@@ -250,18 +250,7 @@ def record(a: ServerProcess, lanes: list[Lane], names: list[str]) -> dict[str, T
     return takes
 
 
-@pytest.fixture(scope="module")
-def hooks() -> Iterator[WebhookReceiver]:
-    receiver = WebhookReceiver()
-    yield receiver
-    receiver.close()
-
-
-@pytest.fixture(scope="module")
-def servers(
-    tmp_path_factory: pytest.TempPathFactory, hooks: WebhookReceiver, request: pytest.FixtureRequest
-) -> Iterator[tuple[ServerProcess, ServerProcess]]:
-    yield from module_pair(tmp_path_factory, hooks, request, "tones")
+hooks, servers = module_fixtures("tones")
 
 
 @pytest.fixture(autouse=True)

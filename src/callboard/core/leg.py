@@ -7,7 +7,7 @@ import uuid
 from typing import TYPE_CHECKING, Any
 
 from callboard.core.errors import BadRequest, Conflict
-from callboard.core.playback import LegPlaybacks
+from callboard.core.playback import Playbacks
 from callboard.events.webhooks import WebhookTarget
 
 if TYPE_CHECKING:
@@ -62,7 +62,7 @@ class Leg:
         self.ended_at: float | None = None
         self.end_reason: str | None = None
         self.dtmf_seq = 0
-        self.playbacks = LegPlaybacks()
+        self.playbacks = Playbacks()
 
     # ---- views ----
 

@@ -147,7 +147,3 @@ class Playbacks:
             playback.publish("playback.finished", playback_id=playback.id)
         else:
             playback.publish("playback.error", playback_id=playback.id, error=error)
-
-
-# The registry a leg holds (leg.py's name for it).
-LegPlaybacks = Playbacks
