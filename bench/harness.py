@@ -86,9 +86,12 @@ class Instance:
             "RTP_PORT_MAX": str(rtp_low + 3999),
             "INSTANCE_ID": name,
             "LOG_LEVEL": "warning",
-            "OPENBLAS_NUM_THREADS": "1",
             **(extra_env or {}),
         }
+        # The environment a user has: nothing here tunes the server (no BLAS thread limits;
+        # the server sets its own).
+        for name in ("OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "OMP_NUM_THREADS"):
+            env.pop(name, None)
         cmd = pinned([sys.executable, "-m", "callboard"], cpu)
         self.log = open(f"/tmp/bench-{name}.log", "wb")  # noqa: SIM115
         self.proc = subprocess.Popen(cmd, env=env, stdout=self.log, stderr=subprocess.STDOUT)

@@ -20,6 +20,10 @@ def main() -> None:
         level=settings.log_level.upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    if settings.log_level != "debug":
+        # httpx logs every request at info: one line per webhook delivered. Ours say what
+        # failed; the successes are for debugging.
+        logging.getLogger("httpx").setLevel(logging.WARNING)
     from callboard.server import Callboard
 
     server = Callboard(settings)

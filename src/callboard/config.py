@@ -48,6 +48,7 @@ class Settings:
     tts_cache_include_api_key: bool = False
     # Not in API-NOTES' table; tunables kept here so tests can shorten them.
     rtp_timeout: float = 30.0
+    inbound_ring_timeout: int = 60  # seconds an inbound call may ring unanswered; 0 = no limit
     hold_timeout: float = 7200.0
     session_expires: int = 1800
     session_min_se: int = 90
@@ -185,6 +186,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         tts_cache_dir=_opt(env, "TTS_CACHE_DIR") or "/tmp/tts_cache",
         tts_cache_include_api_key=_bool(env, "TTS_CACHE_INCLUDE_API_KEY", False),
         rtp_timeout=_float(env, "RTP_TIMEOUT", 30.0),
+        inbound_ring_timeout=_int(env, "INBOUND_RING_TIMEOUT", 60, 0, 86400),
         hold_timeout=_float(env, "HOLD_TIMEOUT", 7200.0),
         session_expires=_int(env, "SESSION_EXPIRES", 1800, 1, 86400),
         session_min_se=_int(env, "SESSION_MIN_SE", 90, 1, 86400),

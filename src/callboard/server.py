@@ -28,6 +28,7 @@ from callboard.media.clock import MediaClock
 from callboard.media.codecs import SUPPORTED_CODECS, create_codec
 from callboard.media.engine import MediaEngine
 from callboard.sip.call import SipUserAgent, TimerSettings
+from callboard.threads import limit_blas_threads
 
 log = logging.getLogger(__name__)
 
@@ -54,8 +55,14 @@ async def warm_up_app(app: ASGIApp) -> None:
     """One request through the whole ASGI stack in-process: FastAPI and Starlette build
     things on the first request (about 100 ms on the event loop, measured)."""
     transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://warm-up") as client:
-        await client.get("/v1/legs")
+    httpx_log = logging.getLogger("httpx")
+    level = httpx_log.level
+    httpx_log.setLevel(logging.WARNING)  # not a request anyone made: keep it out of the log
+    try:
+        async with httpx.AsyncClient(transport=transport, base_url="http://warm-up") as client:
+            await client.get("/v1/legs")
+    finally:
+        httpx_log.setLevel(level)
 
 
 def warm_up() -> None:
@@ -117,6 +124,7 @@ class Callboard:
         self._http: _Uvicorn | None = None
 
     async def run(self) -> None:
+        limit_blas_threads()
         warm_up()
         await warm_up_app(self.app)
         # Everything built so far (modules, the app, codec tables) lives as long as the

@@ -314,6 +314,9 @@ def test_command_errors_keep_the_socket_open(
         assert error.get("request_id") is None
         raw.send_text("[1, 2]")
         assert raw.recv_json()["type"] == "error"
+        raw._send(0x2, b"\x00\x01binary")  # a binary frame: told so, not disconnected
+        error = raw.recv_json()
+        assert error["type"] == "error" and "binary" in error["data"]["message"]
         raw.send_text(json.dumps({"type": "list_legs", "request_id": "after", "payload": {}}))
         assert raw.recv_json() == {"type": "list_legs.result", "request_id": "after", "data": []}
         # stop: the server closes the socket.

@@ -259,11 +259,20 @@ def test_room_mix_and_aligned_per_participant_tracks(
     time.sleep(1.5)
     answer, t_stop = stop(a, f"/rooms/{room}")
     assert answer["file"] == file
-    channels: dict[str, str] = answer["channels"]
+    channels: dict[str, str] = answer["participant_files"]
     assert list(channels) == [a_leg, peer.id], channels
     finished = hooks.wait_for("recording.finished", room_id=room)
-    assert finished["channels"] == channels
+    assert finished["participant_files"] == channels
     assert finished["multi_channel_file"] == answer["multi_channel_file"]
+    # VoiceBlender's map: each participant's channel in that file and when it was present.
+    spans = finished["channels"]
+    assert answer["channels"] == spans and "omitted_legs" not in finished
+    assert [spans[a_leg]["channel"], spans[peer.id]["channel"]] == [0, 1]
+    assert spans[a_leg]["start_ms"] == 0
+    assert abs(spans[peer.id]["start_ms"] / 1000 - (t_join - t_start)) < TIMING_SLACK_S
+    length_ms = round((t_stop - t_start) * 1000)
+    for span in spans.values():
+        assert abs(span["end_ms"] - length_ms) < TIMING_SLACK_S * 1000, span
 
     rate, mix = load(file)
     assert rate == 16000 and mix.shape[1] == 1
@@ -374,6 +383,7 @@ def test_s3_upload_equals_the_local_files(
     room_done = hooks.wait_for("recording.finished", room_id=room, timeout=20)
     assert "error" not in leg_done and "error" not in room_done, (leg_done, room_done)
     assert leg_done["file"] == file and room_done["file"] == room_file
+    assert sorted(room_done["participant_files"]) == sorted([a_leg, peers[0].id])
     assert sorted(room_done["channels"]) == sorted([a_leg, peers[0].id])
     local_of = {
         file: leg_done["local_file"],
@@ -382,7 +392,7 @@ def test_s3_upload_equals_the_local_files(
             ".wav", "-multichannel.wav"
         ),
     }
-    for key, url in room_done["channels"].items():
+    for key, url in room_done["participant_files"].items():
         local_of[url] = room_done["local_file"].replace(".wav", f"-{key}.wav")
     for url, local in local_of.items():
         assert url.startswith(f"s3://{bucket}/"), url

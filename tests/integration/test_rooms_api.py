@@ -176,6 +176,7 @@ def test_vsi_room_commands_equal_rest(
     assert made == {
         "instance_id": server.instance_id,
         "id": "vsi-room",
+        "sample_rate": 16000,
         "participants": [],
         **({"ws_participants": []} if "ws_participants" in made else {}),
     }

@@ -10,7 +10,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from callboard.api import later, legs, rooms, vsi
+from callboard.api import later, legs, rooms, voiceblender_later, vsi
 from callboard.api.commands import Commands
 from callboard.core.errors import CallboardError
 from callboard.events.metrics import Metrics
@@ -19,7 +19,37 @@ from callboard.events.vsi import VsiHub
 log = logging.getLogger(__name__)
 
 
-def _describe_validation(exc: RequestValidationError) -> str:
+DESCRIPTION = """A programmable voice server: SIP calls and media driven over HTTP.
+
+Every error answers `{"instance_id": "...", "error": "<message>"}` with the status listed for
+the route; invalid input (malformed JSON, a body without `Content-Type: application/json`, a
+wrong type or value) is a 400.
+
+Two WebSockets are not in this document (OpenAPI cannot describe them): `/v1/vsi` (events and
+commands) and `/v1/rooms/{room_id}/ws` (a room participant's audio). docs/API.md describes both.
+"""
+
+# FastAPI documents a 422 on every route with parameters; this server answers 400 instead.
+_VALIDATION_SCHEMAS = ("HTTPValidationError", "ValidationError")
+
+
+def _without_422(document: dict[str, Any]) -> dict[str, Any]:
+    for path_item in document.get("paths", {}).values():
+        for operation in path_item.values():
+            if isinstance(operation, dict):
+                operation.get("responses", {}).pop("422", None)
+    schemas = document.get("components", {}).get("schemas", {})
+    for name in _VALIDATION_SCHEMAS:
+        schemas.pop(name, None)
+    return document
+
+
+def _describe_validation(exc: RequestValidationError, content_type: str | None = None) -> str:
+    if isinstance(exc.body, bytes):
+        # FastAPI parses a body as JSON only when its Content-Type says so; otherwise the
+        # model gets the raw bytes and pydantic's complaint says nothing about why.
+        sent = f"Content-Type {content_type[:60]!r}" if content_type else "no Content-Type"
+        return f"request body must be JSON with Content-Type: application/json (sent with {sent})"
     parts = []
     for err in exc.errors():
         loc = [str(p) for p in err.get("loc", ()) if p != "body"]
@@ -29,6 +59,8 @@ def _describe_validation(exc: RequestValidationError) -> str:
         message = err.get("msg", "invalid")
         if err.get("type") == "missing" and not loc:
             message = "a JSON body is required"
+        elif err.get("type") == "model_attributes_type" and not loc:
+            message = "must be a JSON object"
         parts.append(f"{where}: {message}")
     return "; ".join(parts) or "invalid request"
 
@@ -38,13 +70,19 @@ def create_app(commands: Commands, vsi_hub: VsiHub, metrics: Metrics) -> FastAPI
     app = FastAPI(
         title="Callboard",
         version="0.1.0",
-        description="A programmable voice server: SIP calls and media driven over HTTP.",
+        description=DESCRIPTION,
         openapi_url="/v1/openapi.json",
         docs_url="/v1/docs",
         redoc_url=None,
     )
     app.state.commands = commands
     app.state.vsi_hub = vsi_hub
+
+    def openapi() -> dict[str, Any]:
+        # FastAPI caches the document (rebuilt when routes change); stripping is idempotent.
+        return _without_422(FastAPI.openapi(app))
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
     def error(status: int, message: str) -> JSONResponse:
         return JSONResponse({"instance_id": instance_id, "error": message}, status_code=status)
@@ -59,7 +97,7 @@ def create_app(commands: Commands, vsi_hub: VsiHub, metrics: Metrics) -> FastAPI
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
-        message = _describe_validation(exc)
+        message = _describe_validation(exc, request.headers.get("content-type"))
         log.info("%s %s -> 400: %s", request.method, request.url.path, message)
         return error(400, message)
 
@@ -85,4 +123,5 @@ def create_app(commands: Commands, vsi_hub: VsiHub, metrics: Metrics) -> FastAPI
     app.include_router(rooms.router)
     app.include_router(vsi.router)
     app.include_router(later.router)
+    app.include_router(voiceblender_later.router)
     return app

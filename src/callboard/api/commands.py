@@ -10,6 +10,7 @@ from pydantic import ValidationError
 from callboard.api.schemas import (
     AddLegRequest,
     CreateLegRequest,
+    DeleteLegRequest,
     DTMFRequest,
     PlaybackRequest,
     RecordingRequest,
@@ -19,12 +20,28 @@ from callboard.api.schemas import (
 )
 from callboard.core import playback_requests
 from callboard.core.errors import BadRequest, CallboardError, NotFound
+from callboard.core.leg import LegState, LegType
+from callboard.core.room import check_sample_rate
 from callboard.core.service import CallService, OutboundRequest
+from callboard.core.sip_leg import SipLeg
 from callboard.storage.s3 import S3Target, resolve_s3_target
 
 
 class NotImplementedYet(CallboardError):
     status = 501
+
+
+# DELETE /v1/legs/{id} `reason` -> the final response that rejects an unanswered inbound call
+# (VoiceBlender's mapping).
+REJECT_STATUS = {
+    "busy": 486,
+    "declined": 603,
+    "rejected": 603,
+    "unavailable": 480,
+    "not_found": 404,
+    "forbidden": 403,
+    "server_error": 500,
+}
 
 
 def validation_message(exc: ValidationError) -> str:
@@ -96,8 +113,20 @@ class Commands:
         leg = await self.service.create_outbound(request)
         return {"instance_id": self.instance_id, **leg.to_dict()}
 
-    def delete_leg(self, leg_id: str) -> dict[str, Any]:
-        self.service.get_leg(leg_id).hangup("api_hangup")
+    def delete_leg(self, leg_id: str, reason: str | None = None) -> dict[str, Any]:
+        leg = self.service.get_leg(leg_id)
+        if reason is None or not (
+            isinstance(leg, SipLeg)
+            and leg.type is LegType.SIP_INBOUND
+            and leg.state in (LegState.RINGING, LegState.EARLY_MEDIA)
+        ):
+            leg.hangup("api_hangup")  # as VoiceBlender: a reason only matters before answer
+            return self.status("hung_up")
+        status = REJECT_STATUS.get(reason)
+        if status is None:
+            known = ", ".join(REJECT_STATUS)
+            raise BadRequest(f"unknown reason {reason[:40]!r} (known: {known})")
+        leg.reject(status, reason)
         return self.status("hung_up")
 
     async def answer_leg(self, leg_id: str) -> dict[str, Any]:
@@ -189,6 +218,7 @@ class Commands:
         return self.service.rooms.get(room_id).to_dict(self.instance_id)
 
     def create_room(self, body: RoomCreateRequest) -> dict[str, Any]:
+        check_sample_rate(body.sample_rate)
         room = self.service.rooms.create(
             body.id,
             webhook_url=body.webhook_url,
@@ -292,7 +322,9 @@ class Commands:
         table: dict[str, Callable[[dict[str, Any]], Any]] = {
             "list_legs": lambda p: self.list_legs(),
             "get_leg": lambda p: self.get_leg(leg_id(p)),
-            "delete_leg": lambda p: self.delete_leg(leg_id(p)),
+            "delete_leg": lambda p: self.delete_leg(
+                leg_id(p), parse(DeleteLegRequest, {"reason": p.get("reason")}).reason
+            ),
             "answer_leg": lambda p: self.answer_leg(leg_id(p)),
             "mute_leg": lambda p: self.mute_leg(leg_id(p)),
             "unmute_leg": lambda p: self.unmute_leg(leg_id(p)),

@@ -2,11 +2,25 @@
 
 from __future__ import annotations
 
+import re
+from typing import Any
+
 from fastapi import APIRouter
 
 from callboard.api.commands import NotImplementedYet
+from callboard.api.schemas import errors
 
 router = APIRouter(tags=["not yet available"])
+
+# Capability -> the subject of its 501 message, with the verb agreeing with it.
+_SUBJECTS = {
+    "text-to-speech": "text-to-speech is",
+    "speech-to-text": "speech-to-text is",
+    "AI agents": "AI agents are",
+    "answering-machine detection": "answering-machine detection is",
+    "transfer": "call transfer is",
+    "WebRTC": "WebRTC is",
+}
 
 # (methods, path, capability) for every documented route not served yet.
 LATER_ROUTES: tuple[tuple[tuple[str, ...], str, str], ...] = (
@@ -25,19 +39,37 @@ LATER_ROUTES: tuple[tuple[tuple[str, ...], str, str], ...] = (
 )
 
 
-def _make_handler(capability: str):  # type: ignore[no-untyped-def]
+def unavailable_message(capability: str) -> str:
+    return f"{_SUBJECTS[capability]} not available in this version yet"
+
+
+def _make_handler(message: str):  # type: ignore[no-untyped-def]
     async def handler() -> None:
-        raise NotImplementedYet(f"{capability} is not available in this version yet")
+        raise NotImplementedYet(message)
 
     return handler
 
 
+def _path_parameters(path: str) -> list[dict[str, Any]]:
+    # The handlers take no parameters (every request gets the 501), so the document would
+    # otherwise leave the path's templated parts undeclared, which OpenAPI forbids.
+    return [
+        {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+        for name in re.findall(r"{(\w+)}", path)
+    ]
+
+
 for methods, path, capability in LATER_ROUTES:
-    router.add_api_route(
-        path,
-        _make_handler(capability),
-        methods=list(methods),
-        status_code=501,
-        summary=f"{capability} (not available yet: 501)",
-        include_in_schema=False,
-    )
+    message = unavailable_message(capability)
+    # One route per method: FastAPI derives the operationId from the first method only.
+    for method in methods:
+        router.add_api_route(
+            path,
+            _make_handler(message),
+            methods=[method],
+            name="unavailable",
+            status_code=501,
+            summary=f"{capability[0].upper()}{capability[1:]} (not available yet: 501)",
+            responses=errors((501, message)),
+            openapi_extra={"parameters": _path_parameters(path)},
+        )

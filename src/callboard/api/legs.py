@@ -8,19 +8,31 @@ from fastapi import APIRouter, Request
 
 from callboard.api.commands import Commands
 from callboard.api.schemas import (
-    ERRORS,
+    BAD_PLAYBACK,
+    BAD_RECORDING,
+    BAD_VOLUME,
+    LATER_FIELD_GIVEN,
+    RECORDING_FILE_FAILED,
+    AnswerLegRequest,
     CreateLegRequest,
+    DeleteLegRequest,
     DTMFRequest,
-    LegOut,
+    EarlyMediaLegRequest,
+    Leg,
     PlaybackRequest,
     PlaybackResponse,
     RecordingRequest,
     RecordingResponse,
     StatusResponse,
     VolumeRequest,
+    errors,
 )
 
-router = APIRouter(prefix="/v1/legs", tags=["legs"], responses=ERRORS)
+router = APIRouter(prefix="/v1/legs", tags=["legs"])
+
+NO_LEG = (404, "Leg not found")
+NO_PLAYBACK = (404, "Leg or playback not found")
+NO_RECORDING = (404, "Leg not found or no recording in progress")
 
 
 def commands(request: Request) -> Commands:
@@ -28,97 +40,165 @@ def commands(request: Request) -> Commands:
     return cmds
 
 
-@router.get("", response_model=list[LegOut], response_model_exclude_none=True)
+@router.get("", response_model=list[Leg], response_model_exclude_none=True)
 async def list_legs(request: Request) -> list[dict[str, Any]]:
     """List all active legs."""
     return commands(request).list_legs()
 
 
-@router.post("", status_code=201, response_model=LegOut, response_model_exclude_none=True)
+@router.post(
+    "",
+    status_code=201,
+    response_model=Leg,
+    response_model_exclude_none=True,
+    responses=errors(
+        (400, "Invalid JSON, bad SIP URI, unknown codec, forbidden header or other bad field"),
+        (501, "amd, or a field of a later VoiceBlender version, was given"),
+        (503, "No RTP port available"),
+    ),
+)
 async def create_leg(body: CreateLegRequest, request: Request) -> dict[str, Any]:
     """Originate an outbound SIP call."""
     return await commands(request).create_leg(body)
 
 
-@router.get("/{leg_id}", response_model=LegOut, response_model_exclude_none=True)
+@router.get(
+    "/{leg_id}", response_model=Leg, response_model_exclude_none=True, responses=errors(NO_LEG)
+)
 async def get_leg(leg_id: str, request: Request) -> dict[str, Any]:
     """Get a single leg."""
     return commands(request).get_leg(leg_id)
 
 
-@router.delete("/{leg_id}", response_model=StatusResponse)
-async def delete_leg(leg_id: str, request: Request) -> dict[str, Any]:
-    """Hang up a leg."""
-    return commands(request).delete_leg(leg_id)
+@router.delete(
+    "/{leg_id}",
+    response_model=StatusResponse,
+    responses=errors((400, "Invalid JSON or unknown reason"), NO_LEG),
+)
+async def delete_leg(
+    leg_id: str, request: Request, body: DeleteLegRequest | None = None
+) -> dict[str, Any]:
+    """Hang up a leg, or refuse an unanswered inbound call with the given `reason`."""
+    return commands(request).delete_leg(leg_id, body.reason if body else None)
 
 
-@router.post("/{leg_id}/answer", response_model=StatusResponse)
-async def answer_leg(leg_id: str, request: Request) -> dict[str, Any]:
+@router.post(
+    "/{leg_id}/answer",
+    response_model=StatusResponse,
+    responses=errors(
+        (400, "Invalid JSON, or not an inbound SIP leg"),
+        NO_LEG,
+        (409, "Leg is not ringing or in early media"),
+        LATER_FIELD_GIVEN,
+        (503, "Media setup did not complete"),
+    ),
+)
+async def answer_leg(
+    leg_id: str, request: Request, body: AnswerLegRequest | None = None
+) -> dict[str, Any]:
     """Answer a ringing or early-media inbound SIP leg."""
     return await commands(request).answer_leg(leg_id)
 
 
-@router.post("/{leg_id}/early-media", response_model=StatusResponse)
-async def early_media(leg_id: str, request: Request) -> dict[str, Any]:
+@router.post(
+    "/{leg_id}/early-media",
+    response_model=StatusResponse,
+    responses=errors(
+        (400, "Invalid JSON, or not an inbound SIP leg"),
+        NO_LEG,
+        (409, "Leg is not ringing"),
+        LATER_FIELD_GIVEN,
+        (503, "Media setup did not complete"),
+    ),
+)
+async def early_media(
+    leg_id: str, request: Request, body: EarlyMediaLegRequest | None = None
+) -> dict[str, Any]:
     """Send 183 Session Progress with SDP and start media before answering."""
     return await commands(request).early_media_leg(leg_id)
 
 
-@router.post("/{leg_id}/mute", response_model=StatusResponse)
+@router.post("/{leg_id}/mute", response_model=StatusResponse, responses=errors(NO_LEG))
 async def mute(leg_id: str, request: Request) -> dict[str, Any]:
     return commands(request).mute_leg(leg_id)
 
 
-@router.delete("/{leg_id}/mute", response_model=StatusResponse)
+@router.delete("/{leg_id}/mute", response_model=StatusResponse, responses=errors(NO_LEG))
 async def unmute(leg_id: str, request: Request) -> dict[str, Any]:
     return commands(request).unmute_leg(leg_id)
 
 
-@router.post("/{leg_id}/deaf", response_model=StatusResponse)
+@router.post("/{leg_id}/deaf", response_model=StatusResponse, responses=errors(NO_LEG))
 async def deaf(leg_id: str, request: Request) -> dict[str, Any]:
     return commands(request).deaf_leg(leg_id)
 
 
-@router.delete("/{leg_id}/deaf", response_model=StatusResponse)
+@router.delete("/{leg_id}/deaf", response_model=StatusResponse, responses=errors(NO_LEG))
 async def undeaf(leg_id: str, request: Request) -> dict[str, Any]:
     return commands(request).undeaf_leg(leg_id)
 
 
-@router.post("/{leg_id}/hold", response_model=StatusResponse)
+@router.post(
+    "/{leg_id}/hold",
+    response_model=StatusResponse,
+    responses=errors(
+        (400, "Not a SIP leg"), NO_LEG, (409, "Leg is not connected or already on hold")
+    ),
+)
 async def hold(leg_id: str, request: Request) -> dict[str, Any]:
     """Put a SIP call on hold (re-INVITE with a=sendonly)."""
     return commands(request).hold_leg(leg_id)
 
 
-@router.delete("/{leg_id}/hold", response_model=StatusResponse)
+@router.delete(
+    "/{leg_id}/hold",
+    response_model=StatusResponse,
+    responses=errors((400, "Not a SIP leg"), NO_LEG, (409, "Leg is not held")),
+)
 async def unhold(leg_id: str, request: Request) -> dict[str, Any]:
     """Resume a held SIP call (re-INVITE with a=sendrecv)."""
     return commands(request).unhold_leg(leg_id)
 
 
-@router.post("/{leg_id}/dtmf", response_model=StatusResponse)
+@router.post(
+    "/{leg_id}/dtmf",
+    response_model=StatusResponse,
+    responses=errors(
+        (400, "Invalid JSON, empty or invalid digits"), NO_LEG, (409, "Leg has no media yet")
+    ),
+)
 async def send_dtmf(leg_id: str, body: DTMFRequest, request: Request) -> dict[str, Any]:
     """Send DTMF digits (RFC 4733)."""
     return commands(request).send_leg_dtmf(leg_id, body)
 
 
-@router.post("/{leg_id}/dtmf/accept", response_model=StatusResponse)
+@router.post("/{leg_id}/dtmf/accept", response_model=StatusResponse, responses=errors(NO_LEG))
 async def accept_dtmf(leg_id: str, request: Request) -> dict[str, Any]:
     return commands(request).accept_leg_dtmf(leg_id)
 
 
-@router.post("/{leg_id}/dtmf/reject", response_model=StatusResponse)
+@router.post("/{leg_id}/dtmf/reject", response_model=StatusResponse, responses=errors(NO_LEG))
 async def reject_dtmf(leg_id: str, request: Request) -> dict[str, Any]:
     return commands(request).reject_leg_dtmf(leg_id)
 
 
-@router.post("/{leg_id}/play", response_model=PlaybackResponse)
+@router.post(
+    "/{leg_id}/play",
+    response_model=PlaybackResponse,
+    responses=errors(
+        BAD_PLAYBACK, NO_LEG, (409, "Leg has no audio writer yet, or 16 playbacks play already")
+    ),
+)
 async def play(leg_id: str, body: PlaybackRequest, request: Request) -> dict[str, Any]:
     """Play an audio file (url + mime_type) or a built-in tone to the leg alone."""
     return commands(request).play_on_leg(leg_id, body)
 
 
-@router.patch("/{leg_id}/play/{playback_id}", response_model=StatusResponse)
+@router.patch(
+    "/{leg_id}/play/{playback_id}",
+    response_model=StatusResponse,
+    responses=errors(BAD_VOLUME, NO_PLAYBACK),
+)
 async def playback_volume(
     leg_id: str, playback_id: str, body: VolumeRequest, request: Request
 ) -> dict[str, Any]:
@@ -126,13 +206,28 @@ async def playback_volume(
     return commands(request).set_playback_volume(leg_id, playback_id, body)
 
 
-@router.delete("/{leg_id}/play/{playback_id}", response_model=StatusResponse)
+@router.delete(
+    "/{leg_id}/play/{playback_id}",
+    response_model=StatusResponse,
+    responses=errors(NO_PLAYBACK),
+)
 async def stop_playback(leg_id: str, playback_id: str, request: Request) -> dict[str, Any]:
     """Stop a playback."""
     return commands(request).stop_playback(leg_id, playback_id)
 
 
-@router.post("/{leg_id}/record", response_model=RecordingResponse, response_model_exclude_none=True)
+@router.post(
+    "/{leg_id}/record",
+    response_model=RecordingResponse,
+    response_model_exclude_none=True,
+    responses=errors(
+        BAD_RECORDING,
+        NO_LEG,
+        (409, "Leg has no audio yet, or is being recorded already"),
+        RECORDING_FILE_FAILED,
+        LATER_FIELD_GIVEN,
+    ),
+)
 async def start_recording(
     leg_id: str, request: Request, body: RecordingRequest | None = None
 ) -> dict[str, Any]:
@@ -144,20 +239,27 @@ async def start_recording(
 
 
 @router.delete(
-    "/{leg_id}/record", response_model=RecordingResponse, response_model_exclude_none=True
+    "/{leg_id}/record",
+    response_model=RecordingResponse,
+    response_model_exclude_none=True,
+    responses=errors(NO_RECORDING),
 )
 async def stop_recording(leg_id: str, request: Request) -> dict[str, Any]:
     """Stop a leg recording; answers once the WAV is final (an S3 upload follows)."""
     return await commands(request).stop_recording("leg", leg_id)
 
 
-@router.post("/{leg_id}/record/pause", response_model=StatusResponse)
+@router.post(
+    "/{leg_id}/record/pause", response_model=StatusResponse, responses=errors(NO_RECORDING)
+)
 async def pause_recording(leg_id: str, request: Request) -> dict[str, Any]:
     """Write silence instead of audio until resumed (idempotent: already_paused)."""
     return commands(request).pause_recording("leg", leg_id)
 
 
-@router.post("/{leg_id}/record/resume", response_model=StatusResponse)
+@router.post(
+    "/{leg_id}/record/resume", response_model=StatusResponse, responses=errors(NO_RECORDING)
+)
 async def resume_recording(leg_id: str, request: Request) -> dict[str, Any]:
     """Record audio again after a pause (idempotent: not_paused)."""
     return commands(request).resume_recording("leg", leg_id)

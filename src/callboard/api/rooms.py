@@ -15,22 +15,31 @@ from fastapi.responses import JSONResponse
 
 from callboard.api.commands import Commands
 from callboard.api.schemas import (
-    ERRORS,
+    BAD_PLAYBACK,
+    BAD_RECORDING,
+    BAD_VOLUME,
+    LATER_FIELD_GIVEN,
+    RECORDING_FILE_FAILED,
     AddLegRequest,
     PlaybackRequest,
     PlaybackResponse,
     RecordingRequest,
     RecordingResponse,
+    Room,
     RoomAddResponse,
     RoomCreateRequest,
-    RoomOut,
     StatusResponse,
     VolumeRequest,
+    errors,
 )
 from callboard.core.ws_participant import WsEndpoint
 
 log = logging.getLogger(__name__)
-router = APIRouter(prefix="/v1/rooms", tags=["rooms"], responses=ERRORS)
+router = APIRouter(prefix="/v1/rooms", tags=["rooms"])
+
+NO_ROOM = (404, "Room not found")
+NO_PLAYBACK = (404, "Room or playback not found")
+NO_RECORDING = (404, "Room not found or no recording in progress")
 
 
 def commands(request: Request | WebSocket) -> Commands:
@@ -38,24 +47,36 @@ def commands(request: Request | WebSocket) -> Commands:
     return cmds
 
 
-@router.get("", response_model=list[RoomOut], response_model_exclude_none=True)
+@router.get("", response_model=list[Room], response_model_exclude_none=True)
 async def list_rooms(request: Request) -> list[dict[str, Any]]:
     """List rooms with their participants."""
     return commands(request).list_rooms()
 
 
-@router.post("", status_code=201, response_model=RoomOut, response_model_exclude_none=True)
+@router.post(
+    "",
+    status_code=201,
+    response_model=Room,
+    response_model_exclude_none=True,
+    responses=errors(
+        (400, "Invalid JSON, room id, webhook_url or sample_rate"),
+        (409, "A room with this id exists"),
+        LATER_FIELD_GIVEN,
+    ),
+)
 async def create_room(request: Request, body: RoomCreateRequest | None = None) -> dict[str, Any]:
     """Create a room (optionally with a chosen id and its own webhook)."""
     return commands(request).create_room(body or RoomCreateRequest.model_validate({}))
 
 
-@router.get("/{room_id}", response_model=RoomOut, response_model_exclude_none=True)
+@router.get(
+    "/{room_id}", response_model=Room, response_model_exclude_none=True, responses=errors(NO_ROOM)
+)
 async def get_room(room_id: str, request: Request) -> dict[str, Any]:
     return commands(request).get_room(room_id)
 
 
-@router.delete("/{room_id}", response_model=StatusResponse)
+@router.delete("/{room_id}", response_model=StatusResponse, responses=errors(NO_ROOM))
 async def delete_room(room_id: str, request: Request) -> dict[str, Any]:
     """Delete a room; every leg in it is hung up."""
     return commands(request).delete_room(room_id)
@@ -66,20 +87,39 @@ async def delete_room(room_id: str, request: Request) -> dict[str, Any]:
     response_model=RoomAddResponse,
     response_model_exclude_none=True,
     response_model_by_alias=True,
+    responses=errors(
+        (400, "Invalid JSON or room id"),
+        (404, "Leg not found"),
+        (409, "Leg hung up or already in this room, or the room was deleted meanwhile"),
+        (503, "Media setup of the ringing leg did not complete"),
+    ),
 )
 async def add_leg(room_id: str, body: AddLegRequest, request: Request) -> dict[str, Any]:
     """Add a leg to a room (created if missing), or move it here from its current room."""
     return await commands(request).add_leg_to_room(room_id, body)
 
 
-@router.delete("/{room_id}/legs/{leg_id}", response_model=StatusResponse)
+@router.delete(
+    "/{room_id}/legs/{leg_id}",
+    response_model=StatusResponse,
+    responses=errors((404, "Room not found or leg not in it")),
+)
 async def remove_leg(room_id: str, leg_id: str, request: Request) -> dict[str, Any]:
     """Take a leg out of a room without hanging it up."""
     return commands(request).remove_leg_from_room(room_id, leg_id)
 
 
 @router.post(
-    "/{room_id}/record", response_model=RecordingResponse, response_model_exclude_none=True
+    "/{room_id}/record",
+    response_model=RecordingResponse,
+    response_model_exclude_none=True,
+    responses=errors(
+        BAD_RECORDING,
+        NO_ROOM,
+        (409, "Room is being deleted, or is being recorded already"),
+        RECORDING_FILE_FAILED,
+        LATER_FIELD_GIVEN,
+    ),
 )
 async def start_recording(
     room_id: str, request: Request, body: RecordingRequest | None = None
@@ -91,36 +131,57 @@ async def start_recording(
 
 
 @router.delete(
-    "/{room_id}/record", response_model=RecordingResponse, response_model_exclude_none=True
+    "/{room_id}/record",
+    response_model=RecordingResponse,
+    response_model_exclude_none=True,
+    responses=errors(NO_RECORDING),
 )
 async def stop_recording(room_id: str, request: Request) -> dict[str, Any]:
     """Stop the room recording; answers once its files are final (an S3 upload follows)."""
     return await commands(request).stop_recording("room", room_id)
 
 
-@router.post("/{room_id}/record/pause", response_model=StatusResponse)
+@router.post(
+    "/{room_id}/record/pause", response_model=StatusResponse, responses=errors(NO_RECORDING)
+)
 async def pause_recording(room_id: str, request: Request) -> dict[str, Any]:
     return commands(request).pause_recording("room", room_id)
 
 
-@router.post("/{room_id}/record/resume", response_model=StatusResponse)
+@router.post(
+    "/{room_id}/record/resume", response_model=StatusResponse, responses=errors(NO_RECORDING)
+)
 async def resume_recording(room_id: str, request: Request) -> dict[str, Any]:
     return commands(request).resume_recording("room", room_id)
 
 
-@router.post("/{room_id}/play", response_model=PlaybackResponse)
+@router.post(
+    "/{room_id}/play",
+    response_model=PlaybackResponse,
+    responses=errors(
+        BAD_PLAYBACK, NO_ROOM, (409, "Room is being deleted, or 16 playbacks play already")
+    ),
+)
 async def play(room_id: str, body: PlaybackRequest, request: Request) -> dict[str, Any]:
     """Play an audio file (url + mime_type) or a built-in tone to every participant."""
     return commands(request).play_in_room(room_id, body)
 
 
-@router.delete("/{room_id}/play", response_model=StatusResponse)
+@router.delete(
+    "/{room_id}/play",
+    response_model=StatusResponse,
+    responses=errors((404, "Room not found or no playback in progress")),
+)
 async def stop_all_playbacks(room_id: str, request: Request) -> dict[str, Any]:
     """Stop every playback of the room."""
     return commands(request).stop_room_playbacks(room_id)
 
 
-@router.patch("/{room_id}/play/{playback_id}", response_model=StatusResponse)
+@router.patch(
+    "/{room_id}/play/{playback_id}",
+    response_model=StatusResponse,
+    responses=errors(BAD_VOLUME, NO_PLAYBACK),
+)
 async def playback_volume(
     room_id: str, playback_id: str, body: VolumeRequest, request: Request
 ) -> dict[str, Any]:
@@ -128,7 +189,11 @@ async def playback_volume(
     return commands(request).set_room_playback_volume(room_id, playback_id, body)
 
 
-@router.delete("/{room_id}/play/{playback_id}", response_model=StatusResponse)
+@router.delete(
+    "/{room_id}/play/{playback_id}",
+    response_model=StatusResponse,
+    responses=errors(NO_PLAYBACK),
+)
 async def stop_playback(room_id: str, playback_id: str, request: Request) -> dict[str, Any]:
     """Stop one room playback."""
     return commands(request).stop_room_playback(room_id, playback_id)
@@ -179,7 +244,8 @@ async def room_websocket(websocket: WebSocket, room_id: str) -> None:
 
 
 async def _send_audio(websocket: WebSocket, endpoint: WsEndpoint) -> None:
-    with contextlib.suppress(WebSocketDisconnect, RuntimeError):
+    # A send that times out ends the participant like a disconnect (see the wait below).
+    with contextlib.suppress(WebSocketDisconnect, RuntimeError, TimeoutError):
         while True:
             frame = await endpoint.outbound.get()
             text = json.dumps({"audio": base64.b64encode(frame).decode()})

@@ -5,7 +5,56 @@ from __future__ import annotations
 import enum
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictInt,
+    StrictStr,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
+
+from callboard.core.errors import NotSupported
+
+# Request fields of later VoiceBlender versions (its SDK sends them) naming capabilities this
+# version lacks: refused with a 501 that names them, never silently ignored.
+LATER_LEG_FIELDS = {
+    "trunk_id": "SIP trunks",
+    "outbound_proxy": "per-call outbound proxies",
+    "filters": "audio filters",
+    "custom_data": "custom data",
+    "rtt": "real-time text",
+    "streams": "multi-stream calls",
+}
+LATER_ANSWER_FIELDS = {
+    "codec": "choosing the answer codec",
+    "filters": "audio filters",
+    "custom_data": "custom data",
+    "streams": "multi-stream calls",
+}
+LATER_ROOM_FIELDS = {"comfort_noise": "comfort noise"}
+LATER_RECORDING_FIELDS = {
+    "filename": "custom recording file names",
+    "gcs_bucket": "Google Cloud Storage",
+    "gcs_object_name_prefix": "Google Cloud Storage",
+}
+
+
+def refuse_later_fields(data: Any, fields: dict[str, str]) -> None:
+    """NotSupported (501) if `data` gives a value to one of `fields`. Empty values and false
+    mean "not given": VoiceBlender's Python SDK sends some fields empty."""
+    if not isinstance(data, dict):
+        return
+    given = [name for name in fields if data.get(name) not in (None, "", [], {}, False)]
+    if data.get("speech_detection") is False:
+        # Speaking events are always on for connected legs here.
+        given.append("speech_detection")
+        fields = {**fields, "speech_detection": "turning speaking events off"}
+    if given:
+        named = ", ".join(f"{name} ({fields[name]})" for name in given)
+        raise NotSupported(f"not available in this version: {named}")
 
 
 class LegTypeIn(enum.StrEnum):
@@ -38,6 +87,9 @@ class CreateLegRequest(BaseModel):
 
     type: LegTypeIn
     uri: StrictStr = Field(min_length=1, description="SIP URI to dial")
+    to: StrictStr | None = Field(
+        None, min_length=1, description="Synonym of uri (VoiceBlender's later name for it)"
+    )
     from_: StrictStr | None = Field(None, alias="from", description="Caller ID user part")
     privacy: StrictStr | None = None
     ring_timeout: StrictInt = Field(0, ge=0, description="Seconds to wait for answer; 0 = none")
@@ -52,8 +104,50 @@ class CreateLegRequest(BaseModel):
     accept_dtmf: StrictBool = True
     app_id: StrictStr | None = None
 
+    @model_validator(mode="before")
+    @classmethod
+    def _to_is_uri(cls, data: Any) -> Any:
+        refuse_later_fields(data, LATER_LEG_FIELDS)
+        if isinstance(data, dict) and isinstance(data.get("to"), str):
+            uri = data.get("uri")
+            if uri is None:
+                data = {**data, "uri": data["to"]}
+            elif isinstance(uri, str) and uri != data["to"]:
+                raise PydanticCustomError(
+                    "uri_to_conflict",
+                    "uri and to are synonyms: give one of them, or the same URI in both",
+                )
+        return data
 
-class LegOut(BaseModel):
+
+class EarlyMediaLegRequest(BaseModel):
+    """Optional body of early-media: VoiceBlender's later fields (codec, ...) are refused."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _later_fields(cls, data: Any) -> Any:
+        refuse_later_fields(data, LATER_ANSWER_FIELDS)
+        return data
+
+
+class AnswerLegRequest(EarlyMediaLegRequest):
+    """Optional body of answer: VoiceBlender's later fields (codec, ...) are refused."""
+
+    speech_detection: StrictBool | None = Field(
+        None, description="Only true (the default here): speaking events cannot be turned off"
+    )
+
+
+class DeleteLegRequest(BaseModel):
+    reason: StrictStr | None = Field(
+        None,
+        description="Unanswered inbound SIP legs only: the final response to send instead of "
+        "603 (busy 486, declined/rejected 603, unavailable 480, not_found 404, forbidden 403, "
+        "server_error 500); it becomes cdr.reason. Ignored for other legs.",
+    )
+
+
+class Leg(BaseModel):
     instance_id: str | None = None
     id: str
     type: str
@@ -94,6 +188,15 @@ class RoomCreateRequest(BaseModel):
     webhook_url: StrictStr | None = None
     webhook_secret: StrictStr | None = None
     app_id: StrictStr | None = None
+    sample_rate: StrictInt | None = Field(
+        None, description="Mixer rate in Hz: this version mixes every room at 16000"
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _later_fields(cls, data: Any) -> Any:
+        refuse_later_fields(data, LATER_ROOM_FIELDS)
+        return data
 
 
 class AddLegRequest(BaseModel):
@@ -105,10 +208,11 @@ class AddLegRequest(BaseModel):
     )
 
 
-class RoomOut(BaseModel):
+class Room(BaseModel):
     instance_id: str | None = None
     id: str
-    participants: list[LegOut]
+    sample_rate: int = Field(description="Mixer sample rate in Hz")
+    participants: list[Leg]
     ws_participants: list[str] = []
     app_id: str | None = None
 
@@ -144,20 +248,72 @@ class RecordingRequest(BaseModel):
     s3_access_key: StrictStr | None = Field(None, description="With s3_secret_key")
     s3_secret_key: StrictStr | None = Field(None, description="With s3_access_key")
 
+    @model_validator(mode="before")
+    @classmethod
+    def _later_fields(cls, data: Any) -> Any:
+        refuse_later_fields(data, LATER_RECORDING_FIELDS)
+        return data
+
+
+class ChannelInfo(BaseModel):
+    """Where a participant is in a multi-channel room recording (VoiceBlender's shape)."""
+
+    channel: int = Field(description="0-based channel of multi_channel_file")
+    start_ms: int = Field(description="first moment present, from the recording's start")
+    end_ms: int = Field(description="last moment present, from the recording's start")
+
 
 class RecordingResponse(BaseModel):
     instance_id: str | None = None
     status: str
     file: str | None = None
-    multi_channel_file: str | None = None
-    channels: dict[str, str] | None = None
+    multi_channel_file: str | None = Field(
+        None, description="one WAV with a channel per participant, in join order"
+    )
+    channels: dict[str, ChannelInfo] | None = Field(
+        None, description="participant id -> its channel in multi_channel_file"
+    )
+    participant_files: dict[str, str] | None = Field(
+        None, description="participant id -> its own mono WAV (or S3 URL)"
+    )
+    omitted_legs: list[str] | None = Field(
+        None, description="participants missing from multi_channel_file"
+    )
 
 
-class ErrorResponse(BaseModel):
+class Error(BaseModel):
     instance_id: str | None = None
     error: str
 
 
-ERRORS: dict[int | str, dict[str, Any]] = {
-    code: {"model": ErrorResponse} for code in (400, 404, 409, 500, 501, 503)
+# What an error status means on a route that does not say more.
+ERROR_MEANINGS: dict[int, str] = {
+    400: "Invalid request: malformed JSON, a body sent without Content-Type: application/json, "
+    "a wrong type or an invalid value",
+    404: "Not found",
+    409: "Not possible in the current state",
+    500: "Internal error",
+    501: "Not available in this version yet",
+    503: "A resource the request needs is unavailable",
 }
+
+# Error statuses shared by the leg and room routes.
+BAD_PLAYBACK = (
+    400,
+    "Invalid JSON, not exactly one of url and tone, unknown tone, url without mime_type, "
+    "or volume or repeat out of range",
+)
+BAD_VOLUME = (400, "Invalid JSON or volume out of range")
+BAD_RECORDING = (400, "Invalid JSON, storage type, S3 settings or S3 credentials")
+RECORDING_FILE_FAILED = (500, "The recording file could not be created")
+LATER_FIELD_GIVEN = (501, "A field of a later VoiceBlender version was given")
+
+
+def errors(*cases: int | tuple[int, str]) -> dict[int | str, dict[str, Any]]:
+    """A route's `responses`: the error statuses its code can answer, each with the Error
+    body. A case is a status, or a status with what it means on that route."""
+    responses: dict[int | str, dict[str, Any]] = {}
+    for case in cases:
+        code, description = case if isinstance(case, tuple) else (case, ERROR_MEANINGS[case])
+        responses[code] = {"model": Error, "description": description}
+    return responses

@@ -71,9 +71,15 @@ async def _receive_commands(
     table = commands.vsi_table()
     while True:
         try:
-            text = await websocket.receive_text()
+            frame = await websocket.receive()
         except (WebSocketDisconnect, RuntimeError):
             return
+        if frame["type"] == "websocket.disconnect":
+            return
+        text = frame.get("text")
+        if text is None:
+            subscriber.offer_control(_error(None, 400, "binary frames are not accepted: send JSON"))
+            continue
         try:
             message = json.loads(text)
         except ValueError:

@@ -21,3 +21,9 @@ class Unavailable(CallboardError):
     """A resource the request needs is exhausted (RTP ports, capacity)."""
 
     status = 503
+
+
+class NotSupported(CallboardError):
+    """A capability this version does not have (a VoiceBlender feature not implemented)."""
+
+    status = 501

@@ -124,10 +124,10 @@ class Leg:
         self.service.rooms.broadcast_dtmf(self, digit)
 
     def check_digits(self, digits: str) -> str:
-        digits = digits.upper()
         if not digits:
             raise BadRequest("digits must not be empty")
-        bad = sorted(set(digits) - DTMF_DIGITS)
+        bad = sorted({c for c in digits if c.upper() not in DTMF_DIGITS})  # as the user wrote
+        digits = digits.upper()
         if bad:
             raise BadRequest(f"invalid DTMF digits: {''.join(bad)!r} (allowed: 0-9 * # A-D)")
         return digits

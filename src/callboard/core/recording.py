@@ -25,6 +25,7 @@ from callboard.core.errors import CallboardError, Conflict, NotFound
 from callboard.media.frames import SAMPLE_RATE
 from callboard.media.recorder import (
     FRAME_MS,
+    MAX_MERGED_CHANNELS,
     FrameHandoff,
     LegRecorderTap,
     LegRecordingSink,
@@ -108,6 +109,34 @@ def _discard(writer: WavWriter) -> None:
 def _discard_when_opened(opening: asyncio.Future[WavWriter]) -> None:
     if not opening.cancelled() and opening.exception() is None:
         asyncio.get_running_loop().run_in_executor(None, _discard, opening.result())
+
+
+def multi_channel_fields(
+    result: RecordingResult, where: Callable[[Path], str]
+) -> dict[str, Any]:
+    """A multi-channel room recording as VoiceBlender reports it: `multi_channel_file` with a
+    channel per participant in join order, `channels` (participant -> its 0-based channel and
+    the span of the timeline it was present for), `omitted_legs` for participants missing
+    from that file; and, as the seed asks, each participant's own mono file under
+    `participant_files`."""
+    fields: dict[str, Any] = {
+        "participant_files": {key: where(path) for key, path in result.tracks.items()}
+    }
+    merged = list(result.tracks)[:MAX_MERGED_CHANNELS] if result.merged is not None else []
+    if result.merged is not None:
+        fields["multi_channel_file"] = where(result.merged)
+        fields["channels"] = {
+            key: {
+                "channel": index,
+                "start_ms": result.spans.get(key, (0, 0))[0],
+                "end_ms": result.spans.get(key, (0, 0))[1],
+            }
+            for index, key in enumerate(merged)
+        }
+    omitted = [key for key in result.spans if key not in merged]
+    if omitted:
+        fields["omitted_legs"] = omitted
+    return fields
 
 
 class RecordingManager:
@@ -253,13 +282,13 @@ class RecordingManager:
         if recording is not None:
             self._stop(recording)
 
-    def room_ended(self, room: Room) -> None:
-        """The room is being deleted (called while its engine room still exists)."""
+    def room_ended(self, room: Room) -> asyncio.Task[None] | None:
+        """The room is being deleted (called while its engine room still exists). Returns
+        the task that publishes the recording's end, if one was running."""
         recording = self.active.get(("room", room.id))
-        if recording is not None:
-            self._stop(recording)
+        return self._stop(recording) if recording is not None else None
 
-    def _stop(self, recording: Recording) -> None:
+    def _stop(self, recording: Recording) -> asyncio.Task[None]:
         """Take the tap off the clock, let the writer finish, publish when done."""
         key = (recording.kind, recording.target_id)
         if self.active.get(key) is recording:
@@ -276,6 +305,7 @@ class RecordingManager:
         task = asyncio.create_task(self._finish(recording))
         self._finishing.add(task)
         task.add_done_callback(self._finishing.discard)
+        return task
 
     async def _finish(self, recording: Recording) -> None:
         assert recording.finished is not None
@@ -333,9 +363,7 @@ class RecordingManager:
         if recording.s3 is not None:
             fields["local_file"] = str(result.files[0])
         if recording.multi_channel:
-            fields["channels"] = {key: where(path) for key, path in result.tracks.items()}
-            if result.merged is not None:
-                fields["multi_channel_file"] = where(result.merged)
+            fields.update(multi_channel_fields(result, where))
         if errors:
             fields["error"] = "; ".join(errors)
         recording.publish("recording.finished", **fields)
@@ -351,10 +379,7 @@ class RecordingManager:
             and finished.done()
             and not finished.exception()
         ):
-            result = finished.result()
-            fields["channels"] = {k: recording.location(p) for k, p in result.tracks.items()}
-            if result.merged is not None:
-                fields["multi_channel_file"] = recording.location(result.merged)
+            fields.update(multi_channel_fields(finished.result(), recording.location))
         return fields
 
     # ---- shutdown ----

@@ -4,11 +4,31 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from callboard.core.errors import BadRequest
 from callboard.core.playback import Playbacks
 from callboard.events.webhooks import WebhookTarget
+from callboard.media.frames import SAMPLE_RATE
 
 if TYPE_CHECKING:
     from callboard.core.leg import Leg
+
+# The mixer rates VoiceBlender offers; this version mixes every room at SAMPLE_RATE.
+VOICEBLENDER_SAMPLE_RATES = (8000, 16000, 48000)
+
+
+def check_sample_rate(rate: int | None) -> int:
+    """The mixing rate for a room asked to mix at `rate` (None: the default)."""
+    if rate is None or rate == SAMPLE_RATE:
+        return SAMPLE_RATE
+    if rate in VOICEBLENDER_SAMPLE_RATES:
+        raise BadRequest(
+            f"sample_rate {rate} is not available: this version mixes every room at "
+            f"{SAMPLE_RATE} Hz"
+        )
+    raise BadRequest(
+        f"sample_rate must be 8000, 16000 or 48000, not {rate} "
+        f"(this version mixes every room at {SAMPLE_RATE} Hz)"
+    )
 
 
 class Room:
@@ -21,6 +41,7 @@ class Room:
         auto_created: bool = False,
     ) -> None:
         self.id = room_id
+        self.sample_rate = SAMPLE_RATE  # the mixer's rate, reported in the room's view
         self.webhook = webhook
         self.app_id = app_id
         # Rooms made implicitly for a leg go away with their last participant.
@@ -38,6 +59,7 @@ class Room:
         data: dict[str, Any] = {
             "instance_id": instance_id,
             "id": self.id,
+            "sample_rate": self.sample_rate,
             "participants": [
                 {"instance_id": instance_id, **leg.to_dict()} for leg in self.legs.values()
             ],

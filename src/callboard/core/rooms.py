@@ -96,13 +96,18 @@ class RoomManager:
         for ws_id in list(room.ws_participants):
             self.service.ws_participants.close(ws_id)
         room.playbacks.stop_all()
-        self.service.recordings.room_ended(room)
+        recording_end = self.service.recordings.room_ended(room)
         self.service.engine.drop_room(room.id)
         self.ended_webhooks[room.id] = room.webhook
         while len(self.ended_webhooks) > ENDED_WEBHOOK_MEMORY:
             self.ended_webhooks.popitem(last=False)
-        self.publish(room, "room.deleted")
         del self.rooms[room.id]
+        if recording_end is None:
+            self.publish(room, "room.deleted")
+        else:
+            # room.deleted is the room's last event: it waits for recording.finished (the
+            # file is finalised, and uploaded, off the loop), however long that takes.
+            recording_end.add_done_callback(lambda _: self.publish(room, "room.deleted"))
 
     def _drop_if_abandoned(self, room: Room) -> None:
         if room.auto_created and room.empty:
@@ -141,11 +146,9 @@ class RoomManager:
                 raise Conflict(f"leg {leg_id} hung up while being answered")
         if room.id not in self.rooms:
             raise Conflict(f"room {room_id} was deleted meanwhile")
-        if leg.has_media:
-            self._join(room, leg)
-        else:
-            # An outbound leg still ringing joins as soon as its media is up.
-            leg.pending_room = room.id
+        # An outbound leg still ringing is a member now (room_id set, removable) and enters
+        # the mix as soon as its media is up (CallService.attach_media).
+        self._join(room, leg)
         if previous:
             return self.service.status("moved", **{"from": previous, "to": room.id})
         return self.service.status("added")

@@ -126,7 +126,7 @@ class CallService:
             leg.hangup("api_hangup")
         for room in self.rooms.list():
             room.playbacks.stop_all()  # no download or decoder outlives the loop
-        # Outbound legs being cancelled end when the CANCEL completes; force the rest.
+        # Every leg ends at once when hung up; force any that did not.
         for _ in range(20):
             if not self.legs:
                 break
@@ -201,6 +201,9 @@ class CallService:
         if endpoint is not None:
             media = self.engine.attach(leg.id, endpoint)
             media.muted, media.deaf = leg.muted, leg.deaf
+            if leg.room_id and media.room is None:
+                # Added to a room while still ringing: it enters the mix with its media.
+                self.engine.join_room(media, leg.room_id)
             self._ensure_speaking_detection(leg)
 
     def media_flags_changed(self, leg: Leg) -> None:
@@ -237,6 +240,11 @@ class CallService:
         if leg.ended:
             return
         now = self.now()
+        media = self.engine.get(leg.id)
+        if media is not None and media.detector is not None and media.detector.speaking:
+            # Hung up mid-sentence: close the open speaking pair while room_id is still set.
+            media.detector.reset()
+            self._speaking_changed(leg, "stopped")
         leg.playbacks.stop_all()
         self.recordings.leg_ended(leg)
         # Where this leg's events go (its own webhook, else its room's), kept for the events
@@ -265,6 +273,15 @@ class CallService:
         self.publish_leg_event(leg, "leg.disconnected", **fields)
         self.metrics.leg_ended(leg.type.value, reason, answered, total)
         log.info("leg %s ended: %s after %.1fs", leg.id, reason, total)
+
+    async def open_rtp(self) -> RtpSession:
+        """An RTP session bound to the next free port pair; 503 when the range is used up."""
+        rtp = RtpSession(bind_ip=self.settings.sip_listen_ip, ports=self.ports)
+        try:
+            await rtp.open()
+        except OSError as exc:
+            raise Unavailable(f"no RTP port available: {exc}") from None
+        return rtp
 
     # ---- outbound ----
 
@@ -326,13 +343,9 @@ class CallService:
         leg.max_duration = req.max_duration
         leg.pending_room = req.room_id
         leg.dialed_uri = req.uri
-        rtp = RtpSession(bind_ip=self.settings.sip_listen_ip, ports=self.ports)
-        try:
-            port = await rtp.open()
-        except OSError as exc:
-            raise Unavailable(f"no RTP port available: {exc}") from None
+        rtp = await self.open_rtp()
         leg.rtp = rtp
-        call = self.ua.new_outbound_call(leg, port, codecs)
+        call = self.ua.new_outbound_call(leg, rtp.local_port, codecs)
         leg.call = call
         self._register(leg)
         if req.ring_timeout > 0:
@@ -352,6 +365,10 @@ class CallService:
     # ---- inbound ----
 
     def _on_incoming_call(self, call: SipCall, request: SipRequest) -> None:
+        """A new INVITE, already answered 180 by the call layer. The leg binds no RTP port
+        until it is answered or sends early media (SipLeg.open_media), so ringing calls,
+        and a scanner's junk INVITEs, cannot use up the port range; an unanswered one ends
+        after INBOUND_RING_TIMEOUT with 480 and reason ring_timeout."""
         headers = _x_headers(request.headers.items())
         url = _header(headers, "X-Webhook-URL")
         webhook = None
@@ -363,23 +380,8 @@ class CallService:
         leg.call = call
         call.listener = leg
         self._register(leg)
-        self._spawn(self._setup_inbound(leg, call, request))
-
-    async def _setup_inbound(self, leg: SipLeg, call: SipCall, request: SipRequest) -> None:
-        rtp = RtpSession(bind_ip=self.settings.sip_listen_ip, ports=self.ports)
-        try:
-            port = await rtp.open()
-        except OSError as exc:
-            log.warning("inbound call %s: no RTP port: %s", call.call_id, exc)
-            call.reject(503, reason="connect_failed")
-            return
-        if call.ended:
-            rtp.close()
-            return
-        leg.rtp = rtp
-        call.sdp.local_port = port
-        call.accept_incoming(request, call._server_tx)
-        leg.media_ready.set()
+        if self.settings.inbound_ring_timeout > 0:
+            leg.start_ring_timer(self.settings.inbound_ring_timeout)
         self.publish_ringing(
             leg,
             **{

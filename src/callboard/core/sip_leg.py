@@ -6,7 +6,7 @@ import asyncio
 import logging
 from typing import TYPE_CHECKING, Any
 
-from callboard.core.errors import BadRequest, Conflict, Unavailable
+from callboard.core.errors import BadRequest, Conflict
 from callboard.core.leg import Leg, LegState, LegType
 from callboard.rtp.session import RtpSession
 from callboard.sdp.negotiation import NegotiatedMedia
@@ -18,8 +18,6 @@ if TYPE_CHECKING:
     from callboard.media.engine import MediaEndpoint
 
 log = logging.getLogger(__name__)
-
-MEDIA_SETUP_TIMEOUT = 5.0
 
 
 class SipLeg(Leg):
@@ -44,8 +42,7 @@ class SipLeg(Leg):
         self._timers: list[asyncio.TimerHandle] = []
         self._hangup_requested: str | None = None
         self.held_since: float | None = None
-        # Set once the RTP socket is bound and the call can produce SDP (inbound legs).
-        self.media_ready = asyncio.Event()
+        self._media_lock = asyncio.Lock()  # one RTP bind for concurrent answer requests
 
     def endpoint(self) -> MediaEndpoint | None:
         return self.rtp if self._media_configured else None
@@ -122,18 +119,34 @@ class SipLeg(Leg):
 
     # ---- operations ----
 
-    async def _await_media(self) -> None:
-        try:
-            await asyncio.wait_for(self.media_ready.wait(), MEDIA_SETUP_TIMEOUT)
-        except TimeoutError:
-            raise Unavailable("media setup did not complete") from None
+    def start_ring_timer(self, seconds: float) -> None:
+        """Inbound: give up on the call (480, ring_timeout) if nobody answers in time."""
+        loop = asyncio.get_running_loop()
+        self._timers.append(loop.call_later(seconds, self._ring_timer_fired))
+
+    def _ring_timer_fired(self) -> None:
+        if self.state in (LegState.RINGING, LegState.EARLY_MEDIA):
+            log.info("leg %s: unanswered after the inbound ring timeout", self.id)
+            self.hangup("ring_timeout")
+
+    async def _open_media(self) -> None:
+        """Inbound: bind the RTP ports now, just before the first SDP we send needs them."""
+        async with self._media_lock:
+            if self.rtp is not None:
+                return
+            rtp = await self.service.open_rtp()
+            if self.ended or self.call is None:
+                rtp.close()
+                raise Conflict("leg hung up while its media was being set up")
+            self.rtp = rtp
+            self.call.sdp.local_port = rtp.local_port
 
     async def answer(self) -> None:
         if self.type is not LegType.SIP_INBOUND:
             raise BadRequest("only sip_inbound legs can be answered")
         if self.state not in (LegState.RINGING, LegState.EARLY_MEDIA) or self.call is None:
             raise Conflict(f"leg is {self.state.value}, not ringing or early_media")
-        await self._await_media()
+        await self._open_media()
         if self.state not in (LegState.RINGING, LegState.EARLY_MEDIA):
             raise Conflict(f"leg is {self.state.value}, not ringing or early_media")
         try:
@@ -149,7 +162,7 @@ class SipLeg(Leg):
             raise BadRequest("only sip_inbound legs can send early media")
         if self.state is not LegState.RINGING or self.call is None:
             raise Conflict(f"leg is {self.state.value}, not ringing")
-        await self._await_media()
+        await self._open_media()
         if self.state is not LegState.RINGING:
             raise Conflict(f"leg is {self.state.value}, not ringing")
         try:
@@ -165,11 +178,12 @@ class SipLeg(Leg):
     def hold(self, on: bool) -> None:
         if self.call is None:
             raise Conflict("leg has no call")
-        if on and (self.state is not LegState.CONNECTED or self.call.held_by_us):
-            raise Conflict(
-                f"leg is {self.state.value}{' and held' if self.held else ''}; "
-                "only a connected leg that is not held can be held"
-            )
+        if on and self.call.held_by_us:
+            raise Conflict("leg is already on hold")
+        if on and self.held:
+            raise Conflict("leg is on hold by the far end; only a connected leg can be held")
+        if on and self.state is not LegState.CONNECTED:
+            raise Conflict(f"leg is {self.state.value}; only a connected leg can be held")
         if not on and not self.call.held_by_us:
             raise Conflict("leg is not held")
         try:
@@ -189,9 +203,18 @@ class SipLeg(Leg):
         self._hangup_requested = self._hangup_requested or reason
         if self.call is not None and not self.call.ended:
             self.call.hangup(reason)
-            # An outbound call being cancelled ends when the CANCEL completes.
-            if not self.call.ended:
-                return
+        self._release(reason)
+
+    def reject(self, status: int, reason: str) -> None:
+        """Refuse an unanswered inbound call with the final response `status`; `reason`
+        becomes the disconnect reason."""
+        call = self.call
+        if self.ended or call is None:
+            return
+        self._hangup_requested = self._hangup_requested or reason
+        call.reject(status, reason=reason)
+        if not call.ended:
+            call.hangup(reason)  # answered meanwhile: it ends with a BYE instead
         self._release(reason)
 
     def _release(self, reason: str) -> None:

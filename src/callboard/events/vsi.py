@@ -14,7 +14,7 @@ import re
 from collections import deque
 from typing import Any
 
-from callboard.events.bus import Event, event_json
+from callboard.events.bus import Event, event_json, utc_timestamp
 
 logger = logging.getLogger(__name__)
 
@@ -56,7 +56,10 @@ class _DropMarker:
 
 
 def dropped_notice(count: int) -> str:
-    return json.dumps({"type": "events_dropped", "count": count}, separators=(",", ":"))
+    # A timestamp like every event's, so clients that parse every message as one (the
+    # VoiceBlender SDK's parse_event) take the notice too.
+    notice = {"type": "events_dropped", "count": count, "timestamp": utc_timestamp()}
+    return json.dumps(notice, separators=(",", ":"))
 
 
 class VsiSubscriber:

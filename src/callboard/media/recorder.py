@@ -129,6 +129,8 @@ class RecordingResult:
     files: list[Path]  # every finished file: the main one first
     tracks: dict[str, Path] = field(default_factory=dict)  # participant -> mono track
     merged: Path | None = None  # one channel per participant, in `tracks` order
+    # participant -> (first, last) ms of the recording's timeline it was in the room for
+    spans: dict[str, tuple[int, int]] = field(default_factory=dict)
     dropped_frames: int = 0
     error: str | None = None
 
@@ -183,6 +185,7 @@ class RoomRecordingSink:
         self._track_path = track_path
         self._merged_path = merged_path
         self._tracks: dict[str, WavWriter] = {}
+        self._spans: dict[str, list[int]] = {}  # participant -> [first tick, last tick + 1]
         self._broken: set[str] = set()  # participants whose track could not be created
         self._ticks = 0
         self.errors: list[str] = []
@@ -193,6 +196,11 @@ class RoomRecordingSink:
         if self._track_path is not None:
             seen: set[str] = set()
             for key, frame in members or ():
+                span = self._spans.get(key)
+                if span is None:
+                    self._spans[key] = [self._ticks, self._ticks + 1]
+                else:
+                    span[1] = self._ticks + 1
                 track = self._tracks.get(key) or self._open_track(key)
                 if track is not None:
                     track.write_bytes(frame or _SILENT_FRAME)
@@ -223,6 +231,7 @@ class RoomRecordingSink:
     def close(self) -> RecordingResult:
         self.mix.close()
         result = RecordingResult(self._ticks * FRAME_MS, [self.mix.path])
+        result.spans = {k: (a * FRAME_MS, b * FRAME_MS) for k, (a, b) in self._spans.items()}
         for key, track in self._tracks.items():
             try:
                 track.close()

@@ -373,9 +373,13 @@ class SipCall:
             return
         self._cancel_reason = reason
         if self._invite_tx is not None:
+            # The transaction sends the CANCEL now, or on the first provisional response if
+            # none came yet (RFC 3261 9.1), and sees the INVITE through in the background.
             self.ua.transport.cancel_request(self._invite_tx)
-        # If the far end never answers the CANCEL (or the INVITE), do not hang forever.
-        self._set_timer("cancel_guard", 32.0, lambda: self._finish(reason))
+        # The leg ends now, whatever the far end does: a peer that never answers the INVITE or
+        # the CANCEL must not keep it ringing for Timer B. A 2xx that still comes is ACKed and
+        # BYEd (_on_invite_ok).
+        self._finish(reason)
 
     def _on_invite_response(self, response: SipResponse) -> None:
         status = response.status
@@ -408,6 +412,15 @@ class SipCall:
 
     def _on_invite_ok(self, response: SipResponse) -> None:
         assert self._invite is not None
+        if self.state is CallState.ENDED and self._ack is None:
+            # A 2xx for an INVITE we gave up (CANCEL crossed it, or none could be sent yet):
+            # the far end thinks the call is up, so confirm it and end it at once.
+            self.dialog = Dialog.from_uac_response(self._invite, response)
+            cseq, _ = self._invite.cseq
+            self._ack = self.dialog.create_ack(cseq, via=self._via())
+            self._send_ack_again()
+            self._send_in_dialog("BYE")
+            return
         if self.state is CallState.CONFIRMED or self.state is CallState.ENDED:
             # A retransmitted 2xx: the ACK was lost. 2xx from another fork after we ended: ACK+BYE.
             if self._ack is not None and self.dialog is not None and self.dialog.matches(response):
@@ -1049,12 +1062,23 @@ class SipUserAgent:
             call_id=request.call_id,
             local_tag=generate_tag(),
         )
-        call._request = request
-        call._server_tx = event.tx_key
         if event.tx_key is not None:
             self._bind_tx(event.tx_key, call)
+        try:
+            call.accept_incoming(request, event.tx_key)
+        except (SipParseError, SdpError, NegotiationError, ValueError) as exc:
+            # A header the dialog needs (Contact, Record-Route, CSeq) does not parse: refuse
+            # the INVITE before anything is allocated for it.
+            log.info("INVITE %s refused: %s", request.call_id, exc)
+            self._unbind_all(call)
+            self._reply(request, 400, [("Warning", f'399 callboard "{_warning_text(exc)}"')])
+            return
         self._calls[(call.call_id, call.local_tag)] = call
-        handler(call, request)
+        try:
+            handler(call, request)
+        except Exception:
+            log.exception("INVITE %s: call set-up failed", request.call_id)
+            call.reject(500)
 
 
 class _NullListener:
@@ -1080,3 +1104,8 @@ class _NullListener:
 
     def call_ended(self, call: SipCall, reason: str) -> None:
         pass
+
+
+def _warning_text(exc: Exception) -> str:
+    """An error fit for a Warning header's quoted text: one line, no quotes, short."""
+    return str(exc).replace('"', "'").replace("\r", " ").replace("\n", " ")[:80]
