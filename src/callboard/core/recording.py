@@ -111,9 +111,7 @@ def _discard_when_opened(opening: asyncio.Future[WavWriter]) -> None:
         asyncio.get_running_loop().run_in_executor(None, _discard, opening.result())
 
 
-def multi_channel_fields(
-    result: RecordingResult, where: Callable[[Path], str]
-) -> dict[str, Any]:
+def multi_channel_fields(result: RecordingResult, where: Callable[[Path], str]) -> dict[str, Any]:
     """A multi-channel room recording as VoiceBlender reports it: `multi_channel_file` with a
     channel per participant in join order, `channels` (participant -> its 0-based channel and
     the span of the timeline it was present for), `omitted_legs` for participants missing
