@@ -19,6 +19,11 @@ gives the baseline, which is subtracted.
     python bench/rooms.py --no-rooms ...   # the server only answers (no latency then)
     python bench/rooms.py --probe          # does POST /v1/rooms work yet?
     python bench/rooms.py --record ...     # every room also records its mix to WAV
+    python bench/rooms.py --room-rate 8000 ...  # rooms mixing at 8 (or 16, 48) kHz
+    python bench/rooms.py --no-pin ...     # nothing pinned: the scheduler places everything
+
+The server runs with the environment a user's shell gives `./scripts/serve`: the harness
+sets only the addresses, ports and log level, and removes any BLAS thread setting.
 """
 
 from __future__ import annotations
@@ -38,8 +43,8 @@ import httpx
 from harness import Instance, disconnect_quality, pinned, process_cpu_seconds, watch_vsi
 
 HERE = Path(__file__).resolve().parent
-SERVER_CPU = 1
-GENERATOR_CPU = 0
+SERVER_CPU: int | None = 1
+GENERATOR_CPU: int | None = 0
 
 
 # --- the generator process ---------------------------------------------------------------------
@@ -102,7 +107,14 @@ class RoomMaker:
     """Puts the two legs of bench room k into room `bench-<k>` as they ring (or, without
     rooms, just answers them), from a few concurrent workers."""
 
-    def __init__(self, base_url: str, use_rooms: bool, workers: int, record: bool = False) -> None:
+    def __init__(
+        self,
+        base_url: str,
+        use_rooms: bool,
+        workers: int,
+        record: bool = False,
+        room_rate: int | None = None,
+    ) -> None:
         self.client = httpx.AsyncClient(
             base_url=base_url,
             timeout=30,
@@ -110,6 +122,7 @@ class RoomMaker:
         )
         self.use_rooms = use_rooms
         self.record = record
+        self.room_rate = room_rate  # None: the server's DEFAULT_SAMPLE_RATE
         self.queue: asyncio.Queue[tuple[str, int, str]] = asyncio.Queue()
         self.seen: set[str] = set()
         self.room_ready: dict[int, asyncio.Future[None]] = {}
@@ -165,7 +178,10 @@ class RoomMaker:
         room_id = f"bench-{room}"
         ready = self.room_ready.setdefault(room, asyncio.get_running_loop().create_future())
         if side == "a":
-            r = await self.client.post("/v1/rooms", json={"id": room_id})
+            body: dict[str, Any] = {"id": room_id}
+            if self.room_rate:
+                body["sample_rate"] = self.room_rate
+            r = await self.client.post("/v1/rooms", json=body)
             if r.status_code not in (200, 201, 409):
                 raise RuntimeError(f"create room: {r.status_code} {r.text}")
             if self.record:
@@ -273,7 +289,9 @@ async def run_point(legs: int, args: argparse.Namespace, baseline: float | None)
             raise SystemExit(
                 f"POST /v1/rooms answers {status}: rooms are not available yet (try --no-rooms)"
             )
-        maker = RoomMaker(server.base_url, use_rooms, args.workers, record=args.record)
+        maker = RoomMaker(
+            server.base_url, use_rooms, args.workers, record=args.record, room_rate=args.room_rate
+        )
         background.append(asyncio.create_task(watch_vsi(server.http_port, maker.on_event, stop)))
         background.append(asyncio.create_task(maker.poll_ringing()))
         gen = await GeneratorProcess.start(GENERATOR_CPU)
@@ -440,12 +458,21 @@ def main() -> None:
     parser.add_argument("--attempts", type=int, default=3, help="at most this many tries a point")
     parser.add_argument("--probe", action="store_true", help="only check whether rooms work")
     parser.add_argument("--record", action="store_true", help="record every room's mix")
+    parser.add_argument(
+        "--room-rate", type=int, choices=[8000, 16000, 48000], help="rooms' sample_rate"
+    )
+    parser.add_argument(
+        "--no-pin", action="store_true", help="leave every process to the scheduler (no taskset)"
+    )
     args = parser.parse_args()
+    if args.no_pin:
+        global SERVER_CPU, GENERATOR_CPU
+        SERVER_CPU = GENERATOR_CPU = None
     if args.probe:
         print(json.dumps({"post_rooms_status": asyncio.run(probe())}))
         return
     # The orchestrator stays off the server's core.
-    if hasattr(os, "sched_setaffinity") and (os.cpu_count() or 1) > 1:
+    if GENERATOR_CPU is not None and hasattr(os, "sched_setaffinity") and (os.cpu_count() or 1) > 1:
         os.sched_setaffinity(0, {GENERATOR_CPU})
     baseline = None
     if not args.no_rooms:

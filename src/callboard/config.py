@@ -48,6 +48,7 @@ class Settings:
     tts_cache_include_api_key: bool = False
     # Not in API-NOTES' table; tunables kept here so tests can shorten them.
     rtp_timeout: float = 30.0
+    default_sample_rate: int = 16000  # rooms' mixing rate unless created with another
     inbound_ring_timeout: int = 60  # seconds an inbound call may ring unanswered; 0 = no limit
     hold_timeout: float = 7200.0
     session_expires: int = 1800
@@ -156,6 +157,9 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     log_level = (_opt(env, "LOG_LEVEL") or "info").lower()
     if log_level not in LOG_LEVELS:
         raise ConfigError(f"LOG_LEVEL: must be one of {', '.join(LOG_LEVELS)}, got {log_level!r}")
+    default_rate = _int(env, "DEFAULT_SAMPLE_RATE", 16000, 8000, 48000)
+    if default_rate not in (8000, 16000, 48000):
+        raise ConfigError(f"DEFAULT_SAMPLE_RATE: must be 8000, 16000 or 48000, got {default_rate}")
     ice = tuple(u.strip() for u in (_opt(env, "ICE_SERVERS") or "").split(",") if u.strip())
     for url in ice:
         if not url.startswith(("stun:", "turn:", "turns:")):
@@ -186,6 +190,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         tts_cache_dir=_opt(env, "TTS_CACHE_DIR") or "/tmp/tts_cache",
         tts_cache_include_api_key=_bool(env, "TTS_CACHE_INCLUDE_API_KEY", False),
         rtp_timeout=_float(env, "RTP_TIMEOUT", 30.0),
+        default_sample_rate=default_rate,
         inbound_ring_timeout=_int(env, "INBOUND_RING_TIMEOUT", 60, 0, 86400),
         hold_timeout=_float(env, "HOLD_TIMEOUT", 7200.0),
         session_expires=_int(env, "SESSION_EXPIRES", 1800, 1, 86400),

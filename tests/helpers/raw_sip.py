@@ -4,6 +4,7 @@ server's messages collected as they come (junk INVITEs, silent or late-answering
 from __future__ import annotations
 
 import contextlib
+import random
 import re
 import socket
 import time
@@ -219,3 +220,18 @@ def udp_peer(target: ServerProcess) -> Iterator[UdpPeer]:
         yield peer
     finally:
         peer.close()
+
+
+def mutate(data: bytes, rng: random.Random) -> bytes:
+    """Flip, drop or duplicate a few bytes of ``data``."""
+    out = bytearray(data)
+    for _ in range(rng.randint(1, 6)):
+        i = rng.randrange(len(out))
+        action = rng.random()
+        if action < 0.6:
+            out[i] = rng.randrange(256)
+        elif action < 0.8:
+            del out[i]
+        else:
+            out[i:i] = out[i : i + rng.randint(1, 40)]
+    return bytes(out)

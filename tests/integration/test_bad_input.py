@@ -25,6 +25,7 @@ from tests.helpers.raw_sip import (
     LOCAL,
     Message,
     ack_for,
+    mutate,
     ok_for,
     sdp_offer,
     sip_request,
@@ -179,21 +180,6 @@ def assert_still_serving(
 
 
 # -- UDP ------------------------------------------------------------------------------------
-
-
-def mutate(data: bytes, rng: random.Random) -> bytes:
-    """Flip, drop or duplicate a few bytes of ``data``."""
-    out = bytearray(data)
-    for _ in range(rng.randint(1, 6)):
-        i = rng.randrange(len(out))
-        action = rng.random()
-        if action < 0.6:
-            out[i] = rng.randrange(256)
-        elif action < 0.8:
-            del out[i]
-        else:
-            out[i:i] = out[i : i + rng.randint(1, 40)]
-    return bytes(out)
 
 
 def test_udp_garbage_is_dropped_and_sip_keeps_answering(

@@ -8,10 +8,18 @@ before anything is allocated for it.
 
 from __future__ import annotations
 
+import random
 import time
 import uuid
 
-from tests.helpers.raw_sip import Message, UdpPeer, response_for, sdp_offer, sip_request
+from tests.helpers.raw_sip import (
+    Message,
+    UdpPeer,
+    mutate,
+    response_for,
+    sdp_offer,
+    sip_request,
+)
 from tests.helpers.server import ServerFactory, ServerProcess
 from tests.helpers.webhooks import WebhookReceiver
 
@@ -170,5 +178,48 @@ def test_an_invite_whose_contact_does_not_parse_is_refused_with_400(
         assert server.api("GET", "/legs").json() == []
         assert "Traceback" not in server.log_text()
         assert "never retrieved" not in server.log_text()
+    finally:
+        peer.close()
+
+
+def test_a_burst_of_mutated_invites_leaves_room_for_a_genuine_call(
+    server_factory: ServerFactory, webhook_receiver: WebhookReceiver
+) -> None:
+    """What a scanner's junk does: hundreds of INVITEs, many of which parse and ring. The
+    callee's range holds 100 port pairs; a genuine call is answered, with media, while the
+    junk still rings, and no failure inside call set-up goes unanswered or unlogged."""
+    caller = server_factory(WEBHOOK_URL=webhook_receiver.url)
+    callee = server_factory(WEBHOOK_URL=webhook_receiver.url)
+    rng = random.Random(8)
+    peer = UdpPeer(callee)
+    try:
+        for i in range(400):
+            invite = sip_request("INVITE", callee, peer.port, body=sdp_offer())
+            # A scanner's INVITEs are mostly well formed; some here are broken on top.
+            peer.send(invite if i % 3 == 0 else mutate(invite, rng))
+            time.sleep(0.003)  # a scanner's pace, not a flood the kernel would drop
+            if i % 20 == 0:
+                peer.drain()  # keep our socket's receive buffer from filling up
+        peer.drain(1.0)
+        ringing = [leg for leg in callee.api("GET", "/legs").json() if leg["state"] == "ringing"]
+        assert len(ringing) > 100, f"only {len(ringing)} junk INVITEs ring: too few to matter"
+
+        since = webhook_receiver.mark()
+        response = caller.api("POST", "/legs", {"type": "sip", "uri": callee.sip_uri("bob")})
+        assert response.status_code == 201, response.text
+        a_leg = response.json()["id"]
+        b_leg = webhook_receiver.wait_for(
+            lambda e: e.type == "leg.ringing" and "mallory" not in str(e.get("from")),
+            since=since,
+            instance_id=callee.instance_id,
+        )["leg_id"]
+        assert callee.api("POST", f"/legs/{b_leg}/answer").status_code == 200
+        webhook_receiver.wait_for("leg.connected", leg_id=a_leg)
+        time.sleep(1.0)
+        assert caller.api("DELETE", f"/legs/{a_leg}").status_code == 200
+        end = webhook_receiver.wait_for("leg.disconnected", leg_id=b_leg)
+        assert end["quality"]["rtp_packets_received"] >= 40
+        log = callee.log_text()
+        assert "never retrieved" not in log and "Traceback" not in log
     finally:
         peer.close()

@@ -18,6 +18,13 @@ def test_defaults_match_api_notes() -> None:
     assert s.s3_region == "us-east-1"
     assert s.tts_cache_enabled is False and s.tts_cache_dir == "/tmp/tts_cache"
     assert len(s.instance_id) == 36
+    assert s.default_sample_rate == 16000
+    assert s.inbound_ring_timeout == 60
+
+
+def test_rooms_default_rate_and_the_inbound_ring_timeout() -> None:
+    s = load_settings({"DEFAULT_SAMPLE_RATE": "48000", "INBOUND_RING_TIMEOUT": "0"})
+    assert (s.default_sample_rate, s.inbound_ring_timeout) == (48000, 0)
 
 
 def test_listen_ip_follows_bind_ip() -> None:
@@ -40,6 +47,9 @@ def test_listen_ip_follows_bind_ip() -> None:
         ({"WEBHOOK_URL": "ftp://x"}, "WEBHOOK_URL"),
         ({"TTS_CACHE_ENABLED": "maybe"}, "TTS_CACHE_ENABLED"),
         ({"ICE_SERVERS": "http://stun"}, "ICE_SERVERS"),
+        ({"DEFAULT_SAMPLE_RATE": "44100"}, "DEFAULT_SAMPLE_RATE"),
+        ({"DEFAULT_SAMPLE_RATE": "abc"}, "DEFAULT_SAMPLE_RATE"),
+        ({"INBOUND_RING_TIMEOUT": "-1"}, "INBOUND_RING_TIMEOUT"),
     ],
 )
 def test_invalid_values_name_the_variable(env: dict[str, str], name: str) -> None:

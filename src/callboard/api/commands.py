@@ -21,7 +21,6 @@ from callboard.api.schemas import (
 from callboard.core import playback_requests
 from callboard.core.errors import BadRequest, CallboardError, NotFound
 from callboard.core.leg import LegState, LegType
-from callboard.core.room import check_sample_rate
 from callboard.core.service import CallService, OutboundRequest
 from callboard.core.sip_leg import SipLeg
 from callboard.storage.s3 import S3Target, resolve_s3_target
@@ -218,12 +217,12 @@ class Commands:
         return self.service.rooms.get(room_id).to_dict(self.instance_id)
 
     def create_room(self, body: RoomCreateRequest) -> dict[str, Any]:
-        check_sample_rate(body.sample_rate)
         room = self.service.rooms.create(
             body.id,
             webhook_url=body.webhook_url,
             webhook_secret=body.webhook_secret,
             app_id=body.app_id,
+            sample_rate=body.sample_rate,
         )
         return room.to_dict(self.instance_id)
 

@@ -124,8 +124,8 @@ async def remove_leg(room_id: str, leg_id: str, request: Request) -> dict[str, A
 async def start_recording(
     room_id: str, request: Request, body: RecordingRequest | None = None
 ) -> dict[str, Any]:
-    """Record the room mix (mono 16 kHz); `multi_channel` adds one mono WAV per participant
-    on the same timeline."""
+    """Record the room mix (mono, at the room's rate); `multi_channel` adds one mono WAV per
+    participant on the same timeline."""
     body = body or RecordingRequest.model_validate({})
     return await commands(request).start_recording("room", room_id, body)
 

@@ -189,7 +189,9 @@ class RoomCreateRequest(BaseModel):
     webhook_secret: StrictStr | None = None
     app_id: StrictStr | None = None
     sample_rate: StrictInt | None = Field(
-        None, description="Mixer rate in Hz: this version mixes every room at 16000"
+        None,
+        description="Mixing rate in Hz: 8000, 16000 or 48000 (default DEFAULT_SAMPLE_RATE, "
+        "16000); participants of other rates are converted",
     )
 
     @model_validator(mode="before")

@@ -2,10 +2,11 @@
 
 The audio path lives in media/recorder.py (a tap on the clock, a writer thread per
 recording). Here: at most one recording per leg and per room; the format chosen at start
-(a leg in a room: stereo 16 kHz, said/heard; a lone leg: stereo at its codec's rate; a room:
-the 16 kHz mix, plus per-participant tracks with `multi_channel`); stop on DELETE, hang-up,
-room deletion and shutdown; S3 upload after the files are final. A leg that joins or leaves a
-room mid-recording keeps the format chosen at start, so one file never changes layout.
+(a leg in a room: stereo at the room's rate, said/heard; a lone leg: stereo at its codec's
+rate; a room: the mix at its rate, plus per-participant tracks with `multi_channel`); stop on
+DELETE, hang-up, room deletion and shutdown; S3 upload after the files are final. A leg that
+joins or leaves a room mid-recording keeps the format chosen at start, so one file never
+changes layout.
 """
 
 from __future__ import annotations
@@ -22,7 +23,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from callboard.core.errors import CallboardError, Conflict, NotFound
-from callboard.media.frames import SAMPLE_RATE
 from callboard.media.recorder import (
     FRAME_MS,
     MAX_MERGED_CHANNELS,
@@ -175,9 +175,10 @@ class RecordingManager:
         media = self.service.engine.get(leg.id)
         if media is None or leg.ended:
             raise Conflict(f"leg {leg.id} is {leg.state.value} and has no audio to record yet")
-        # In a room: what the participant says and hears, at the room's rate. Alone: what
-        # the far end says and what we send, at the rate the codec carries.
-        rate = SAMPLE_RATE if media.room is not None else media.endpoint.sample_rate
+        # In a room: what the participant says and hears, at the room's mixing rate. Alone:
+        # what the far end says and what we send, at the rate the codec carries. (A leg that
+        # moves to a room of another rate later is converted to the file's rate.)
+        rate = media.room.rate if media.room is not None else media.endpoint.sample_rate
         writer = await self._create(key, rate, 2)
         media = self.service.engine.get(leg.id)
         if media is None or leg.ended:
@@ -199,7 +200,7 @@ class RecordingManager:
         key = ("room", room.id)
         if room.dropping or self.service.engine.get_room(room.id) is None:
             raise Conflict(f"room {room.id} is being deleted")
-        writer = await self._create(key, SAMPLE_RATE, 1)
+        writer = await self._create(key, room.sample_rate, 1)
         room_media = self.service.engine.get_room(room.id)
         if room_media is None or room.dropping or self.service.rooms.rooms.get(room.id) is not room:
             await asyncio.to_thread(_discard, writer)

@@ -7,28 +7,19 @@ from typing import TYPE_CHECKING, Any
 from callboard.core.errors import BadRequest
 from callboard.core.playback import Playbacks
 from callboard.events.webhooks import WebhookTarget
-from callboard.media.frames import SAMPLE_RATE
+from callboard.media.engine import DEFAULT_MIX_RATE, MIX_RATES
 
 if TYPE_CHECKING:
     from callboard.core.leg import Leg
 
-# The mixer rates VoiceBlender offers; this version mixes every room at SAMPLE_RATE.
-VOICEBLENDER_SAMPLE_RATES = (8000, 16000, 48000)
 
-
-def check_sample_rate(rate: int | None) -> int:
-    """The mixing rate for a room asked to mix at `rate` (None: the default)."""
-    if rate is None or rate == SAMPLE_RATE:
-        return SAMPLE_RATE
-    if rate in VOICEBLENDER_SAMPLE_RATES:
-        raise BadRequest(
-            f"sample_rate {rate} is not available: this version mixes every room at "
-            f"{SAMPLE_RATE} Hz"
-        )
-    raise BadRequest(
-        f"sample_rate must be 8000, 16000 or 48000, not {rate} "
-        f"(this version mixes every room at {SAMPLE_RATE} Hz)"
-    )
+def check_sample_rate(rate: int | None, default: int) -> int:
+    """The mixing rate for a room asked to mix at `rate` (None: the server's default)."""
+    if rate is None:
+        return default
+    if rate not in MIX_RATES:
+        raise BadRequest(f"sample_rate must be 8000, 16000 or 48000, not {rate}")
+    return rate
 
 
 class Room:
@@ -39,9 +30,10 @@ class Room:
         webhook: WebhookTarget | None = None,
         app_id: str | None = None,
         auto_created: bool = False,
+        sample_rate: int = DEFAULT_MIX_RATE,
     ) -> None:
         self.id = room_id
-        self.sample_rate = SAMPLE_RATE  # the mixer's rate, reported in the room's view
+        self.sample_rate = sample_rate  # the mixer's rate (8, 16 or 48 kHz)
         self.webhook = webhook
         self.app_id = app_id
         # Rooms made implicitly for a leg go away with their last participant.

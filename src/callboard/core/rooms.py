@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from callboard.core.errors import BadRequest, Conflict, NotFound
 from callboard.core.leg import Leg, LegState, LegType
-from callboard.core.room import Room
+from callboard.core.room import Room, check_sample_rate
 from callboard.events.webhooks import WebhookTarget
 
 if TYPE_CHECKING:
@@ -54,6 +54,7 @@ class RoomManager:
         webhook_secret: str | None = None,
         app_id: str | None = None,
         auto_created: bool = False,
+        sample_rate: int | None = None,
     ) -> Room:
         if room_id is not None:
             if (
@@ -69,12 +70,17 @@ class RoomManager:
                 raise Conflict(f"room {room_id} already exists")
         if webhook_url is not None and not webhook_url.startswith(("http://", "https://")):
             raise BadRequest("webhook_url must be an http:// or https:// URL")
+        rate = check_sample_rate(sample_rate, self.service.settings.default_sample_rate)
         webhook = WebhookTarget(webhook_url, webhook_secret) if webhook_url else None
         room = Room(
-            room_id or str(uuid.uuid4()), webhook=webhook, app_id=app_id, auto_created=auto_created
+            room_id or str(uuid.uuid4()),
+            webhook=webhook,
+            app_id=app_id,
+            auto_created=auto_created,
+            sample_rate=rate,
         )
         self.rooms[room.id] = room
-        self.service.engine.room(room.id)
+        self.service.engine.room(room.id, rate)
         self.publish(room, "room.created")
         return room
 

@@ -2,10 +2,14 @@
 
 The engine knows legs only as `MediaEndpoint`s (anything that gives and takes 20 ms frames of
 PCM at its stated rate), so SIP/RTP, WebRTC and WebSocket participants are all the same to it.
-Endpoints at another rate than the rooms' 16 kHz are converted here, all legs of one rate in
-one batch per direction (see lanes.py), rather than by each transport. Room membership and the
-muted/deaf flags live here as plain attributes that the core sets between ticks, so a change
-applies atomically before the next mixed frame.
+Each room mixes at its own rate (8, 16 or 48 kHz); a participant's "mix rate" is its room's,
+or 16 kHz outside rooms. Endpoints at another rate than their mix rate are converted here, all
+legs of one (endpoint rate, mix rate) pair in one batch per direction (see lanes.py), rather
+than by each transport; an endpoint at its room's rate (G.711 in an 8 kHz room, Opus in a
+48 kHz one) is not resampled at all. Rooms of one rate are mixed in one batch. Sources
+(tones, playback) give 16 kHz frames, converted where a mix rate differs. Room membership and
+the muted/deaf flags live here as plain attributes that the core sets between ticks, so a
+change applies atomically before the next mixed frame.
 """
 
 from __future__ import annotations
@@ -16,16 +20,21 @@ from typing import Protocol, cast
 
 import numpy as np
 
-from callboard.media.frames import FRAME_SAMPLES, SAMPLE_RATE
+from callboard.media.frames import SAMPLE_RATE, samples_per_frame
 from callboard.media.g711 import G711Law
 from callboard.media.lanes import LaneSeat, RateLane
 from callboard.media.mixer import BatchMixer
+from callboard.media.resample import Resampler
 from callboard.media.speaking import SpeakingDetector, frames_dbfs
 
 log = logging.getLogger(__name__)
 
-SILENCE = np.zeros(FRAME_SAMPLES, dtype=np.int16)
-SILENCE.setflags(write=False)
+MIX_RATES = (8000, 16000, 48000)
+DEFAULT_MIX_RATE = SAMPLE_RATE  # outside rooms, and the sources' rate
+
+_SILENCE = {rate: np.zeros(samples_per_frame(rate), dtype=np.int16) for rate in MIX_RATES}
+for _frame in _SILENCE.values():
+    _frame.setflags(write=False)
 
 
 class MediaEndpoint(Protocol):
@@ -62,24 +71,27 @@ class G711Endpoint(MediaEndpoint, Protocol):
 class LegTap(Protocol):
     """Something that records or streams a participant's audio (recorders, STT)."""
 
-    def feed(self, received: np.ndarray | None, heard: np.ndarray) -> None:
-        """This tick's 16 kHz frames: what the participant said (None before its media
-        arrives; given even while muted) and what it hears. Runs on the media clock: copy
-        and enqueue, never block. The arrays are reused after the call."""
+    def feed(self, received: np.ndarray | None, heard: np.ndarray, rate: int) -> None:
+        """This tick's frames at the participant's mix rate `rate` (its room's; it changes
+        when the leg moves to a room of another rate): what the participant said (None
+        before its media arrives; given even while muted) and what it hears. Runs on the
+        media clock: copy and enqueue, never block. The arrays are reused after the call."""
         ...
 
 
 class RoomTap(Protocol):
     """Something that records or streams a whole room."""
 
-    def feed(self, mix: np.ndarray, members: list[tuple[str, np.ndarray | None]]) -> None:
-        """This tick's 16 kHz room mix (everyone not muted, plus room playback) and each
-        member's own input frame, in a stable order. Same rules as LegTap.feed."""
+    def feed(
+        self, mix: np.ndarray, members: list[tuple[str, np.ndarray | None]], rate: int
+    ) -> None:
+        """This tick's room mix (everyone not muted, plus room playback) and each member's
+        own input frame, in a stable order, at the room's rate. Same rules as LegTap.feed."""
         ...
 
 
 class FrameSource(Protocol):
-    """Something that adds audio to what a leg or room hears (tones, playback)."""
+    """Something that adds audio to what a leg or room hears (tones, playback), at 16 kHz."""
 
     def next_frame(self) -> np.ndarray | None:
         """The next 20 ms at 16 kHz, or None once finished."""
@@ -104,10 +116,17 @@ def _sum_sources(
     return total
 
 
+def _to_rate(total: np.ndarray, resampler: Resampler) -> np.ndarray:
+    """A 16 kHz int32 sum of sources, at the resampler's output rate (int32)."""
+    frame = np.clip(total, -32768, 32767).astype(np.int16)
+    return resampler.process(frame).astype(np.int32)
+
+
 class LegMedia:
     """The engine's record of one participant with media."""
 
     __slots__ = (
+        "bound_mix",
         "coded",
         "deaf",
         "detector",
@@ -116,9 +135,11 @@ class LegMedia:
         "key",
         "last_in",
         "law",
+        "mix_rate",
         "muted",
         "on_finished",
         "on_speaking",
+        "own_resampler",
         "rate",
         "room",
         "room_out",
@@ -141,36 +162,75 @@ class LegMedia:
         # Speaking detection: set by the core for connected legs; fed while not muted.
         self.detector: SpeakingDetector | None = None
         self.on_speaking: Callable[[str], None] | None = None
-        # The endpoint's rate as last seen; a seat in that rate's lane unless it is 16 kHz.
+        # The rate its frames are mixed at (its room's), and the endpoint's rate as last
+        # seen; a seat in the lane of that pair unless they are equal.
+        self.mix_rate = DEFAULT_MIX_RATE
+        self.bound_mix = 0
         self.rate = 0
         self.seat: LaneSeat[LegMedia] | None = None
+        self.own_resampler: Resampler | None = None  # its 16 kHz sources at mix_rate
         self.has_input = False
         # The endpoint's G.711 law as last seen, and the endpoint as a G711Endpoint then.
         self.law: G711Law | None = None
         self.coded: G711Endpoint | None = None
 
     def heard_frame(self) -> np.ndarray:
-        """What this leg hears this tick: its room's mix (unless deaf) plus its own sources."""
+        """What this leg hears this tick, at its mix rate: its room's mix (unless deaf) plus
+        its own sources."""
         room_part = None if self.deaf else self.room_out
         own = _sum_sources(self.sources, self.on_finished) if self.sources else None
         if own is None:
-            return SILENCE if room_part is None else room_part
+            return _SILENCE[self.mix_rate] if room_part is None else room_part
+        if self.mix_rate != DEFAULT_MIX_RATE:
+            resampler = self.own_resampler
+            if resampler is None or resampler.out_rate != self.mix_rate:
+                resampler = self.own_resampler = Resampler(DEFAULT_MIX_RATE, self.mix_rate)
+            own = _to_rate(own, resampler)
         if room_part is not None:
             own += room_part
         return np.clip(own, -32768, 32767).astype(np.int16)
 
 
 class RoomMedia:
-    """A room as the engine sees it: members in a stable order and its own sources."""
+    """A room as the engine sees it: its mixing rate, members in a stable order, and its own
+    sources."""
 
-    __slots__ = ("key", "members", "on_finished", "sources", "taps")
+    __slots__ = ("key", "members", "on_finished", "rate", "source_resampler", "sources", "taps")
 
-    def __init__(self, key: str) -> None:
+    def __init__(self, key: str, rate: int = DEFAULT_MIX_RATE) -> None:
+        if rate not in MIX_RATES:
+            raise ValueError(f"a room mixes at one of {MIX_RATES}, not {rate}")
         self.key = key
+        self.rate = rate
         self.members: list[LegMedia] = []
         self.sources: list[FrameSource] = []
         self.on_finished: Callable[[FrameSource], None] | None = None
         self.taps: list[RoomTap] = []
+        self.source_resampler = Resampler(DEFAULT_MIX_RATE, rate) if rate != SAMPLE_RATE else None
+
+    def sources_frame(self) -> np.ndarray | None:
+        """This tick's sum of the room's sources at its rate (int32), if any plays."""
+        extra = _sum_sources(self.sources, self.on_finished)
+        if extra is not None and self.source_resampler is not None:
+            extra = _to_rate(extra, self.source_resampler)
+        return extra
+
+
+class _MixGroup:
+    """Every room of one rate, mixed in one batch: the rooms with members, their members
+    grouped room by room, and each room's row in the mixer's totals."""
+
+    def __init__(self, rate: int) -> None:
+        self.mixer = BatchMixer(samples_per_frame(rate))
+        self.rooms: list[RoomMedia] = []
+        self.members: list[LegMedia] = []
+        self.index: dict[str, int] = {}
+
+    def set_rooms(self, rooms: list[RoomMedia]) -> None:
+        self.rooms = rooms
+        self.members = [m for room in rooms for m in room.members]
+        self.mixer.set_layout([len(room.members) for room in rooms])
+        self.index = {room.key: i for i, room in enumerate(rooms)}
 
 
 class MediaEngine:
@@ -179,12 +239,10 @@ class MediaEngine:
     def __init__(self) -> None:
         self._legs: dict[str, LegMedia] = {}
         self._rooms: dict[str, RoomMedia] = {}
-        self._mixer = BatchMixer()
         self._layout_dirty = True
-        self._members: list[LegMedia] = []  # every room member, grouped room by room
-        self._mixed_rooms: list[RoomMedia] = []
-        self._mix_index: dict[str, int] = {}  # room key -> its row in the mixer's totals
-        self._lanes: dict[int, RateLane[LegMedia]] = {}
+        self._groups: dict[int, _MixGroup] = {}  # mix rate -> its rooms with members
+        # (endpoint rate, mix rate) -> the lane converting between them
+        self._lanes: dict[tuple[int, int], RateLane[LegMedia]] = {}
 
     def __len__(self) -> int:
         return len(self._legs)
@@ -206,10 +264,11 @@ class MediaEngine:
     # ---- sample rates ----
 
     def _rebind(self, media: LegMedia) -> None:
-        """Follow an endpoint that changed codec: a fresh seat in the lane of its new rate,
-        and bulk G.711 coding if it is on G.711 (and in a lane)."""
+        """Follow an endpoint that changed codec, or a leg that moved to a room of another
+        rate: a fresh seat in the lane of its new rates, and bulk G.711 coding if it is on
+        G.711 (and in a lane)."""
         endpoint = media.endpoint
-        if endpoint.sample_rate != media.rate:
+        if endpoint.sample_rate != media.rate or media.mix_rate != media.bound_mix:
             self._bind_rate(media, endpoint.sample_rate)
         media.law = endpoint.law
         media.coded = cast("G711Endpoint", endpoint) if media.law and media.seat else None
@@ -217,29 +276,32 @@ class MediaEngine:
     def _bind_rate(self, media: LegMedia, rate: int) -> None:
         self._unseat(media)
         media.rate = rate
-        if rate != SAMPLE_RATE:
-            lane = self._lanes.get(rate)
+        media.bound_mix = mix = media.mix_rate
+        if rate != mix:
+            lane = self._lanes.get((rate, mix))
             if lane is None:
-                lane = self._lanes[rate] = RateLane(rate)
+                lane = self._lanes[rate, mix] = RateLane(rate, mix)
             media.seat = lane.join(media)
 
     def _unseat(self, media: LegMedia) -> None:
         seat = media.seat
         if seat is not None:
-            seat.lane.leave(seat)
+            lane = seat.lane
+            lane.leave(seat)
             media.seat = None
-            if not seat.lane.seats:
-                del self._lanes[seat.lane.rate]
+            if not lane.seats:
+                del self._lanes[lane.rate, lane.mix_rate]
 
     def get(self, key: str) -> LegMedia | None:
         return self._legs.get(key)
 
     # ---- rooms ----
 
-    def room(self, key: str) -> RoomMedia:
+    def room(self, key: str, rate: int = DEFAULT_MIX_RATE) -> RoomMedia:
+        """The room `key`, created at mixing rate `rate` if it does not exist yet."""
         room = self._rooms.get(key)
         if room is None:
-            room = self._rooms[key] = RoomMedia(key)
+            room = self._rooms[key] = RoomMedia(key, rate)
         return room
 
     def get_room(self, key: str) -> RoomMedia | None:
@@ -260,6 +322,7 @@ class MediaEngine:
         self.leave_room(media)
         target.members.append(media)
         media.room = target
+        media.mix_rate = target.rate  # a rate change rebinds the leg's lane on the next tick
         self._layout_dirty = True
 
     def leave_room(self, media: LegMedia) -> None:
@@ -268,35 +331,44 @@ class MediaEngine:
             room.members.remove(media)
         media.room = None
         media.room_out = None
+        media.mix_rate = DEFAULT_MIX_RATE
         self._layout_dirty = True
 
     # ---- the tick ----
 
     def _mix_rooms(self) -> None:
-        """Every room's mixed-minus-self in one batched step (see BatchMixer)."""
+        """Every room's mixed-minus-self, one batched step per mixing rate (see BatchMixer)."""
         if self._layout_dirty:
-            self._mixed_rooms = [room for room in self._rooms.values() if room.members]
-            self._members = [m for room in self._mixed_rooms for m in room.members]
-            self._mixer.set_layout([len(room.members) for room in self._mixed_rooms])
-            self._mix_index = {room.key: i for i, room in enumerate(self._mixed_rooms)}
+            by_rate: dict[int, list[RoomMedia]] = {}
+            for room in self._rooms.values():
+                if room.members:
+                    by_rate.setdefault(room.rate, []).append(room)
+            for rate in list(self._groups):
+                if rate not in by_rate:
+                    del self._groups[rate]
+            for rate, rooms in by_rate.items():
+                group = self._groups.get(rate)
+                if group is None:
+                    group = self._groups[rate] = _MixGroup(rate)
+                group.set_rooms(rooms)
             self._layout_dirty = False
-        if not self._members:
-            return
-        extras: dict[int, np.ndarray] = {}
-        for index, room in enumerate(self._mixed_rooms):
-            if room.sources:
-                extra = _sum_sources(room.sources, room.on_finished)
-                if extra is not None:
-                    extras[index] = extra
-        mixed = self._mixer.mix([None if m.muted else m.last_in for m in self._members], extras)
-        for member, row in zip(self._members, mixed, strict=True):
-            member.room_out = row
+        for group in self._groups.values():
+            extras: dict[int, np.ndarray] = {}
+            for index, room in enumerate(group.rooms):
+                if room.sources:
+                    extra = room.sources_frame()
+                    if extra is not None:
+                        extras[index] = extra
+            members = group.members
+            mixed = group.mixer.mix([None if m.muted else m.last_in for m in members], extras)
+            for member, row in zip(members, mixed, strict=True):
+                member.room_out = row
 
     @staticmethod
     def _tap_leg(media: LegMedia, heard: np.ndarray) -> None:
         for tap in list(media.taps):
             try:
-                tap.feed(media.last_in, heard)
+                tap.feed(media.last_in, heard, media.mix_rate)
             except Exception:  # a broken tap must not stop the clock for everyone
                 log.exception("leg tap failed; removed")
                 media.taps.remove(tap)
@@ -305,15 +377,16 @@ class MediaEngine:
         for room in self._rooms.values():
             if not room.taps:
                 continue
-            index = self._mix_index.get(room.key) if room.members else None
-            if index is None:
-                mix = SILENCE
+            group = self._groups.get(room.rate) if room.members else None
+            index = group.index.get(room.key) if group is not None else None
+            if group is None or index is None:
+                mix = _SILENCE[room.rate]
             else:
-                mix = np.clip(self._mixer.totals[index], -32768, 32767).astype(np.int16)
+                mix = np.clip(group.mixer.totals[index], -32768, 32767).astype(np.int16)
             members = [(m.key, m.last_in) for m in room.members]
             for tap in list(room.taps):
                 try:
-                    tap.feed(mix, members)
+                    tap.feed(mix, members, room.rate)
                 except Exception:
                     log.exception("room tap failed; removed")
                     room.taps.remove(tap)
@@ -327,7 +400,11 @@ class MediaEngine:
         legs = list(self._legs.values())
         for media in legs:
             endpoint = media.endpoint
-            if endpoint.sample_rate != media.rate or endpoint.law is not media.law:
+            if (
+                endpoint.sample_rate != media.rate
+                or endpoint.law is not media.law
+                or media.mix_rate != media.bound_mix
+            ):
                 self._rebind(media)
         lanes = list(self._lanes.values())
 
@@ -352,7 +429,7 @@ class MediaEngine:
         for lane in lanes:
             lane.decode_encoded()
             # Levels for the speaking detectors, all rows in one pass, taken at the lane's
-            # rate: resampling to 16 kHz keeps a speech band signal's power.
+            # rate: resampling keeps a speech band signal's power.
             levels = frames_dbfs(lane.received)
             converted = lane.into_rooms.run()
             for row, seat in enumerate(lane.seats):
@@ -363,7 +440,7 @@ class MediaEngine:
                         self._speaking(media, media.detector.update_level(levels[row]))
                 else:
                     media.last_in = None
-        for media in legs:  # the 16 kHz ones
+        for media in legs:  # the ones at their mix rate
             detector = media.detector
             frame = media.last_in
             if detector is None or frame is None or media.seat is not None or media.muted:

@@ -1,7 +1,8 @@
-"""Participants whose transport runs at another rate than the rooms' 16 kHz, converted in bulk.
+"""Participants whose transport runs at another rate than their mix rate, converted in bulk.
 
-Every participant at one rate (8 kHz for G.711, 48 kHz for Opus) has a seat in that rate's
-RateLane: one row in a ResamplerBank towards 16 kHz and the same row in one back. Each tick
+Every participant at one pair of rates (8 kHz G.711 in a 16 kHz room, 48 kHz Opus in an 8 kHz
+one, ...) has a seat in that pair's RateLane: one row in a ResamplerBank towards the mix rate
+and the same row in one back. Each tick
 converts all rows of a lane in one matrix product per direction, instead of two Resampler
 calls per leg; at a few hundred legs that per-call overhead was the largest single cost of the
 media clock. G.711 frames are decoded and encoded in bulk the same way (one table lookup for
@@ -33,10 +34,11 @@ class LaneSeat(Generic[Owner]):
 
 
 class RateLane(Generic[Owner]):
-    def __init__(self, rate: int) -> None:
-        self.rate = rate
-        self.into_rooms = ResamplerBank(rate, SAMPLE_RATE)
-        self.from_rooms = ResamplerBank(SAMPLE_RATE, rate)
+    def __init__(self, rate: int, mix_rate: int = SAMPLE_RATE) -> None:
+        self.rate = rate  # the endpoints'
+        self.mix_rate = mix_rate  # their rooms'
+        self.into_rooms = ResamplerBank(rate, mix_rate)
+        self.from_rooms = ResamplerBank(mix_rate, rate)
         self.seats: list[LaneSeat[Owner]] = []
         # This tick's still-encoded G.711 frames, by law: rows and payloads.
         self._encoded: dict[G711Law, tuple[list[int], list[bytes]]] = {}

@@ -1,7 +1,7 @@
 """Mixed-minus-self for every room at once, in one vectorised step per tick.
 
 Every participant hears the sum of all the others in its room. All room members are stacked
-into one (L x 320) int32 array, grouped room by room; `np.add.reduceat` gives each room's
+into one (L x frame) int32 array, grouped room by room; `np.add.reduceat` gives each room's
 total in one call, each member's output is its room's total minus its own frame, and one clip
 brings everything back to int16. Sums stay in int32 until then, so loud rooms saturate
 instead of wrapping around. Per-tick cost is a handful of NumPy calls whatever the number of
@@ -18,7 +18,8 @@ from callboard.media.frames import FRAME_SAMPLES
 
 
 class BatchMixer:
-    def __init__(self) -> None:
+    def __init__(self, frame_samples: int = FRAME_SAMPLES) -> None:
+        self.frame_samples = frame_samples  # one 20 ms frame at the rooms' rate
         self.set_layout([])
 
     def set_layout(self, room_sizes: Sequence[int]) -> None:
@@ -28,15 +29,17 @@ class BatchMixer:
         count = int(sum(room_sizes))
         self._starts = np.cumsum([0, *room_sizes[:-1]]).astype(np.intp)
         self._room_of = np.repeat(np.arange(len(room_sizes)), room_sizes).astype(np.intp)
-        self._frames = np.zeros((count, FRAME_SAMPLES), dtype=np.int32)
+        size = self.frame_samples
+        self._frames = np.zeros((count, size), dtype=np.int32)
         # Reused every tick: fresh arrays this size cost page faults on each allocation.
-        self._totals = np.zeros((len(room_sizes), FRAME_SAMPLES), dtype=np.int32)
-        self._mixed = np.zeros((count, FRAME_SAMPLES), dtype=np.int32)
-        self._out = np.zeros((count, FRAME_SAMPLES), dtype=np.int16)
+        self._totals = np.zeros((len(room_sizes), size), dtype=np.int32)
+        self._mixed = np.zeros((count, size), dtype=np.int32)
+        self._out = np.zeros((count, size), dtype=np.int16)
 
     @property
     def totals(self) -> np.ndarray:
-        """(rooms, 320) int32: each room's sum of everyone (plus extras) from the last mix."""
+        """(rooms, frame_samples) int32: each room's sum of everyone (plus extras) from the
+        last mix."""
         return self._totals
 
     def mix(

@@ -37,7 +37,9 @@ FRAME_MS = FRAME_SAMPLES * 1000 // SAMPLE_RATE
 
 _SILENT_FRAME = bytes(FRAME_SAMPLES * 2)
 
-LegItem = tuple[bytes | None, bytes] | None  # (said, heard); None = a paused tick
+# (rate, said, heard); None = a paused tick. The rate is the leg's mix rate, which changes
+# when it moves to a room of another rate.
+LegItem = tuple[int, bytes | None, bytes] | None
 RoomItem = tuple[bytes | None, list[tuple[str, bytes | None]] | None]  # (mix, members)
 
 
@@ -94,12 +96,12 @@ class LegRecorderTap:
         self.handoff = handoff
         self.paused = False
 
-    def feed(self, received: np.ndarray | None, heard: np.ndarray) -> None:
+    def feed(self, received: np.ndarray | None, heard: np.ndarray, rate: int) -> None:
         if self.paused:
             self.handoff.push(None)
             return
         said = None if received is None else received.tobytes()
-        self.handoff.push((said, heard.tobytes()))
+        self.handoff.push((rate, said, heard.tobytes()))
 
 
 class RoomRecorderTap:
@@ -110,7 +112,10 @@ class RoomRecorderTap:
         self.per_participant = per_participant
         self.paused = False
 
-    def feed(self, mix: np.ndarray, members: list[tuple[str, np.ndarray | None]]) -> None:
+    def feed(
+        self, mix: np.ndarray, members: list[tuple[str, np.ndarray | None]], rate: int
+    ) -> None:
+        # A room's rate never changes: the sink was made for it.
         tracks: list[tuple[str, bytes | None]] | None = None
         if self.per_participant:
             # Members are listed even while paused: a join is dated by its first tick.
@@ -135,8 +140,8 @@ class RecordingResult:
     error: str | None = None
 
 
-def _pcm(data: bytes | None) -> np.ndarray:
-    return np.frombuffer(data or _SILENT_FRAME, dtype="<i2")
+def _pcm(data: bytes | None, silent: bytes = _SILENT_FRAME) -> np.ndarray:
+    return np.frombuffer(data or silent, dtype="<i2")
 
 
 class LegRecordingSink:
@@ -144,19 +149,28 @@ class LegRecordingSink:
 
     def __init__(self, writer: WavWriter) -> None:
         self.writer = writer
-        self._left = Resampler(SAMPLE_RATE, writer.sample_rate)
-        self._right = Resampler(SAMPLE_RATE, writer.sample_rate)
+        self._rate = 0  # of the frames coming in; resamplers follow it
+        self._left = self._right = Resampler(SAMPLE_RATE, writer.sample_rate)
+        self._silence = np.zeros((writer.sample_rate * FRAME_MS // 1000, 2), dtype=np.int16)
         self._ticks = 0
 
     def add(self, item: LegItem) -> None:
-        said, heard = item if item is not None else (None, None)
-        left = self._left.process(_pcm(said))
-        right = self._right.process(_pcm(heard))
+        self._ticks += 1
+        if item is None:
+            self.writer.write(self._silence)
+            return
+        rate, said, heard = item
+        if rate != self._rate:
+            self._rate = rate
+            self._left = Resampler(rate, self.writer.sample_rate)
+            self._right = Resampler(rate, self.writer.sample_rate)
+        silent = bytes(rate * FRAME_MS // 1000 * 2)
+        left = self._left.process(_pcm(said, silent))
+        right = self._right.process(_pcm(heard, silent))
         stereo = np.empty((len(left), 2), dtype=np.int16)
         stereo[:, 0] = left
         stereo[:, 1] = right
         self.writer.write(stereo)
-        self._ticks += 1
 
     def add_gap(self, frames: int) -> None:
         for _ in range(frames):
@@ -168,7 +182,8 @@ class LegRecordingSink:
 
 
 class RoomRecordingSink:
-    """Mono 16 kHz mix, plus (optionally) one mono track per participant on one timeline.
+    """Mono mix at the room's rate (the writer's), plus (optionally) one mono track per
+    participant on one timeline.
 
     A participant's track is created at its first tick and starts with silence back to the
     recording's start; once it has left, it gets silence until the end, so every track has
@@ -182,6 +197,9 @@ class RoomRecordingSink:
         merged_path: Path | None = None,
     ) -> None:
         self.mix = mix
+        self.rate = mix.sample_rate
+        self._frame = self.rate * FRAME_MS // 1000
+        self._silent = bytes(self._frame * 2)
         self._track_path = track_path
         self._merged_path = merged_path
         self._tracks: dict[str, WavWriter] = {}
@@ -192,7 +210,7 @@ class RoomRecordingSink:
 
     def add(self, item: RoomItem | None) -> None:
         mix, members = item if item is not None else (None, None)
-        self.mix.write_bytes(mix or _SILENT_FRAME)
+        self.mix.write_bytes(mix or self._silent)
         if self._track_path is not None:
             seen: set[str] = set()
             for key, frame in members or ():
@@ -203,11 +221,11 @@ class RoomRecordingSink:
                     span[1] = self._ticks + 1
                 track = self._tracks.get(key) or self._open_track(key)
                 if track is not None:
-                    track.write_bytes(frame or _SILENT_FRAME)
+                    track.write_bytes(frame or self._silent)
                     seen.add(key)
             for key, track in self._tracks.items():
                 if key not in seen:
-                    track.write_bytes(_SILENT_FRAME)
+                    track.write_bytes(self._silent)
         self._ticks += 1
 
     def add_gap(self, frames: int) -> None:
@@ -218,8 +236,8 @@ class RoomRecordingSink:
         if key in self._broken or self._track_path is None:
             return None
         try:
-            track = WavWriter(self._track_path(key), sample_rate=SAMPLE_RATE, channels=1)
-            track.write_silence(self._ticks * FRAME_SAMPLES)
+            track = WavWriter(self._track_path(key), sample_rate=self.rate, channels=1)
+            track.write_silence(self._ticks * self._frame)
         except OSError as exc:
             self._broken.add(key)
             self.errors.append(f"track of {key}: {exc}")
@@ -243,7 +261,7 @@ class RoomRecordingSink:
         if self._merged_path is not None and result.tracks:
             paths = list(result.tracks.values())[:MAX_MERGED_CHANNELS]
             try:
-                merge_tracks(paths, self._merged_path, self._ticks * FRAME_SAMPLES)
+                merge_tracks(paths, self._merged_path, self._ticks * self._frame, self.rate)
             except OSError as exc:
                 self.errors.append(f"multi-channel file: {exc}")
                 log.error("recording %s: merging the tracks failed: %s", self.mix.path, exc)
@@ -253,9 +271,10 @@ class RoomRecordingSink:
         return result
 
 
-def merge_tracks(paths: list[Path], out: Path, frames: int, chunk: int = SAMPLE_RATE) -> None:
-    """Interleave equally long mono 16 kHz tracks into one WAV, a second at a time."""
-    writer = WavWriter(out, sample_rate=SAMPLE_RATE, channels=len(paths))
+def merge_tracks(paths: list[Path], out: Path, frames: int, rate: int = SAMPLE_RATE) -> None:
+    """Interleave equally long mono tracks at `rate` into one WAV, a second at a time."""
+    chunk = rate
+    writer = WavWriter(out, sample_rate=rate, channels=len(paths))
     sources = []
     try:
         for path in paths:

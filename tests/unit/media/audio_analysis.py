@@ -46,3 +46,11 @@ def thd_n_db(x: np.ndarray, rate: int, freq: float) -> float:
     fundamental = power[k - 8 : k + 9].sum()
     rest = power[4:].sum() - fundamental
     return 10.0 * float(np.log10(rest / fundamental))
+
+
+def same_within_1_lsb(got: np.ndarray, want: np.ndarray) -> bool:
+    """Equal but for float32 rounding: a bank's one matrix product and a single stream's may
+    sum in another order (the BLAS kernel depends on the matrix shape), 1 LSB at most."""
+    if got.shape != want.shape:
+        return False
+    return int(np.abs(got.astype(np.int32) - want.astype(np.int32)).max(initial=0)) <= 1

@@ -112,7 +112,7 @@ def test_rate_change_mid_call_keeps_audio_flowing_both_ways() -> None:
     assert_hears(switching.written[30 + SETTLE :], 48000, [600.0], silent=[1000.0])
     assert_hears(wide.written[SETTLE:30], 16000, [1000.0], silent=[600.0])
     assert_hears(wide.written[30 + SETTLE :], 16000, [1000.0], silent=[600.0])
-    assert list(engine._lanes) == [48000]  # the emptied 8 kHz lane is gone
+    assert list(engine._lanes) == [(48000, 16000)]  # the emptied 8 kHz lane is gone
 
 
 def test_detaching_a_leg_in_the_middle_of_a_lane_leaves_no_clicks() -> None:
@@ -262,8 +262,10 @@ class Recorder:
         self.fail = fail
         self.calls: list[tuple[np.ndarray | None, ...]] = []
         self.members: list[list[str]] = []
+        self.rates: list[int] = []
 
-    def feed(self, first: np.ndarray | None, second: object) -> None:
+    def feed(self, first: np.ndarray | None, second: object, rate: int) -> None:
+        self.rates.append(rate)
         if self.fail:
             raise RuntimeError("broken tap")
         if isinstance(second, np.ndarray):  # a leg tap: (received, heard)
@@ -310,3 +312,100 @@ def test_a_room_tap_ticks_with_silence_while_the_room_is_empty() -> None:
     _run(engine, 3)
     assert len(tap.calls) == 3
     assert all(c[0] is not None and not c[0].any() and len(c) == 1 for c in tap.calls)
+
+
+# -- rooms that mix at 8 or 48 kHz -------------------------------------------------------
+
+
+class _Source:
+    """A FrameSource: a 16 kHz tone for `count` frames."""
+
+    def __init__(self, freq: float, count: int) -> None:
+        self.frames = tone_frames(freq, 16000, count)
+
+    def next_frame(self) -> np.ndarray | None:
+        return self.frames.pop(0) if self.frames else None
+
+
+@pytest.mark.parametrize("room_rate", [8000, 48000])
+def test_every_rate_in_a_room_of_another_mixing_rate(room_rate: int) -> None:
+    engine = MediaEngine()
+    engine.room("conf", room_rate)
+    freqs = {8000: 700.0, 16000: 1100.0, 48000: 1900.0}
+    if room_rate == 8000:
+        freqs[48000] = 2900.0  # passes an 8 kHz mix (below 4 kHz)
+        freqs[16000] = 1500.0
+    endpoints = {rate: FakeEndpoint(rate, tone_frames(f, rate, 55)) for rate, f in freqs.items()}
+    legs = _room(engine, "conf", **{str(rate): ep for rate, ep in endpoints.items()})
+    _run(engine, 55)
+    for rate, endpoint in endpoints.items():
+        others = [f for r, f in freqs.items() if r != rate]
+        assert_hears(endpoint.written[SETTLE:], rate, others, silent=[freqs[rate]])
+    # The endpoint at the room's rate is mixed as it is: no lane, no resampling.
+    assert legs[str(room_rate)].seat is None
+    assert sorted(engine._lanes) == sorted((r, room_rate) for r in freqs if r != room_rate)
+
+
+def test_an_8k_room_of_g711_legs_resamples_nothing() -> None:
+    engine = MediaEngine()
+    engine.room("narrow", 8000)
+    a = FakeEndpoint(8000, tone_frames(500.0, 8000, 55))
+    b = FakeEndpoint(8000, tone_frames(900.0, 8000, 55))
+    _room(engine, "narrow", a=a, b=b)
+    _run(engine, 55)
+    assert engine._lanes == {}
+    # Nothing to settle: the mix is exact, sample for sample.
+    assert np.array_equal(np.concatenate(a.written), np.concatenate(tone_frames(900.0, 8000, 55)))
+    assert np.array_equal(np.concatenate(b.written), np.concatenate(tone_frames(500.0, 8000, 55)))
+
+
+def test_room_and_leg_sources_are_heard_at_the_rooms_rate() -> None:
+    engine = MediaEngine()
+    room = engine.room("wide", 48000)
+    listener = FakeEndpoint(48000)
+    legs = _room(engine, "wide", listener=listener)
+    room.sources.append(_Source(800.0, 60))
+    legs["listener"].sources.append(_Source(2300.0, 60))
+    _run(engine, 55)
+    assert_hears(listener.written[SETTLE:], 48000, [800.0, 2300.0], silent=[1600.0])
+
+
+def test_moving_to_a_room_of_another_rate_follows_it() -> None:
+    engine = MediaEngine()
+    engine.room("eight", 8000)
+    engine.room("wide", 48000)
+    mover = FakeEndpoint(16000, tone_frames(1000.0, 16000, 90))
+    eight = FakeEndpoint(8000, tone_frames(600.0, 8000, 90))
+    wide = FakeEndpoint(48000, tone_frames(1700.0, 48000, 90))
+    legs = _room(engine, "eight", mover=mover, eight=eight)
+    _room(engine, "wide", wide=wide)
+    tap = Recorder()
+    legs["mover"].taps.append(tap)
+    _run(engine, 30)
+    engine.join_room(legs["mover"], "wide")
+    _run(engine, 60)
+    assert_hears(mover.written[SETTLE:30], 16000, [600.0], silent=[1000.0, 1700.0])
+    assert_hears(mover.written[30 + SETTLE :], 16000, [1700.0], silent=[1000.0, 600.0])
+    assert_hears(wide.written[30 + SETTLE :], 48000, [1000.0], silent=[600.0, 1700.0])
+    left_alone = np.concatenate(eight.written[30 + SETTLE :])
+    assert line_db(left_alone, 8000, 1000.0) < db(AMPLITUDE) - 40.0
+    # Taps get the leg's audio at its mix rate, and are told which.
+    assert tap.rates == [8000] * 30 + [48000] * 60
+    assert [len(c[1]) for c in tap.calls] == [160] * 30 + [960] * 60  # type: ignore[arg-type]
+    assert sorted(engine._lanes) == [(16000, 48000)]  # the emptied (16000, 8000) lane is gone
+
+
+def test_room_taps_are_fed_at_the_rooms_rate() -> None:
+    engine = MediaEngine()
+    room = engine.room("wide", 48000)
+    tap = Recorder()
+    room.taps.append(tap)
+    _room(engine, "wide", a=FakeEndpoint(8000, tone_frames(700.0, 8000, 10)))
+    _run(engine, 10)
+    assert tap.rates == [48000] * 10
+    assert all(len(c[0]) == 960 for c in tap.calls)  # type: ignore[arg-type]
+
+
+def test_a_room_mixes_at_one_of_the_mixing_rates() -> None:
+    with pytest.raises(ValueError, match="mixes at one of"):
+        MediaEngine().room("odd", 44100)

@@ -102,10 +102,10 @@ def test_full_queue_drops_but_the_timeline_keeps_its_length(tmp_path: Path) -> N
     tap = LegRecorderTap(handoff)
     loud = np.full(FRAME, 5000, dtype=np.int16)
     for _ in range(30):  # the writer is not running yet: a disk that does not keep up
-        tap.feed(loud, loud)
+        tap.feed(loud, loud, 16000)
     assert handoff.dropped_frames == 20
     for _ in range(7):  # five more dropped; two wait for the end in the tap's batch
-        tap.feed(loud, loud)
+        tap.feed(loud, loud, 16000)
     recorder = Recorder("slow", handoff, LegRecordingSink(writer))
     recorder.start()
     result = _finish(recorder)
@@ -137,7 +137,7 @@ def test_room_tracks_share_one_timeline(tmp_path: Path) -> None:
         if tick >= 50:
             members.append(("b", b_frames[tick] if tick != 60 else None))  # b joins at 1.0 s
         mix = sum((f for _, f in members if f is not None), np.zeros(FRAME, dtype=np.int32))
-        tap.feed(np.asarray(mix, dtype=np.int16), members)
+        tap.feed(np.asarray(mix, dtype=np.int16), members, 16000)
     result = _finish(recorder)
     assert result.error is None
     assert list(result.tracks) == ["a", "b"] and result.merged is not None
@@ -165,10 +165,10 @@ def test_paused_room_records_silence_but_dates_joins(tmp_path: Path) -> None:
     loud = np.full(FRAME, 3000, dtype=np.int16)
     tap.paused = True
     for _ in range(20):
-        tap.feed(loud, [("a", loud)])
+        tap.feed(loud, [("a", loud)], 16000)
     tap.paused = False
     for _ in range(20):
-        tap.feed(loud, [("a", loud)])
+        tap.feed(loud, [("a", loud)], 16000)
     result = _finish(recorder)
     _, mix = _read(result.files[0])
     _, a = _read(result.tracks["a"])
