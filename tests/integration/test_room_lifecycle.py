@@ -24,6 +24,14 @@ def _call(a: ServerProcess, b: ServerProcess, hooks: WebhookReceiver) -> tuple[s
     return response.json()["id"], b_leg
 
 
+def _answered(a: ServerProcess, b: ServerProcess, hooks: WebhookReceiver) -> tuple[str, str]:
+    """A calls B and B answers; both leg ids once A's is connected."""
+    a_leg, b_leg = _call(a, b, hooks)
+    assert b.api("POST", f"/legs/{b_leg}/answer").status_code == 200
+    hooks.wait_for("leg.connected", leg_id=a_leg)
+    return a_leg, b_leg
+
+
 def _participants(server: ServerProcess, room_id: str) -> dict[str, dict[str, Any]]:
     response = server.api("GET", f"/rooms/{room_id}")
     assert response.status_code == 200, response.text
@@ -70,9 +78,7 @@ def test_room_deleted_comes_after_its_recording_finished(
     servers: tuple[ServerProcess, ServerProcess], hooks: WebhookReceiver
 ) -> None:
     a, b = servers
-    a_leg, b_leg = _call(a, b, hooks)
-    assert b.api("POST", f"/legs/{b_leg}/answer").status_code == 200
-    hooks.wait_for("leg.connected", leg_id=a_leg)
+    a_leg, b_leg = _answered(a, b, hooks)
     assert a.api("POST", "/rooms", {"id": "taped"}).status_code == 201
     assert a.api("POST", "/rooms/taped/legs", {"leg_id": a_leg}).status_code == 200
     started = a.api("POST", "/rooms/taped/record", {"multi_channel": True})
@@ -90,9 +96,7 @@ def test_a_leg_hung_up_while_speaking_gets_speaking_stopped(
     servers: tuple[ServerProcess, ServerProcess], hooks: WebhookReceiver
 ) -> None:
     a, b = servers
-    a_leg, b_leg = _call(a, b, hooks)
-    assert b.api("POST", f"/legs/{b_leg}/answer").status_code == 200
-    hooks.wait_for("leg.connected", leg_id=a_leg)
+    a_leg, b_leg = _answered(a, b, hooks)
     assert a.api("POST", "/rooms/talk/legs", {"leg_id": a_leg}).status_code == 200
     # B's tone is what A's leg "says": A detects it as speech.
     assert b.api("POST", f"/legs/{b_leg}/play", {"tone": "us_dial"}).status_code == 200

@@ -11,6 +11,9 @@ from __future__ import annotations
 import random
 import time
 import uuid
+from collections.abc import Iterator
+
+import pytest
 
 from tests.helpers.raw_sip import (
     Message,
@@ -19,9 +22,17 @@ from tests.helpers.raw_sip import (
     response_for,
     sdp_offer,
     sip_request,
+    udp_peer,
 )
 from tests.helpers.server import ServerFactory, ServerProcess
 from tests.helpers.webhooks import WebhookReceiver
+
+
+@pytest.fixture
+def peer(hooked_server: ServerProcess) -> Iterator[UdpPeer]:
+    """A hand-played SIP peer for `hooked_server` (whose webhook is `webhook_receiver`)."""
+    with udp_peer(hooked_server) as sip_peer:
+        yield sip_peer
 
 
 def _dial(server: ServerProcess, peer: UdpPeer, ring_timeout: int) -> str:
@@ -45,66 +56,53 @@ def _methods(peer: UdpPeer) -> list[str]:
     return [m.data.split(b" ", 1)[0].decode() for m in peer.requests]
 
 
+def _ended_by_ring_timeout(hooks: WebhookReceiver, leg: str, started: float) -> None:
+    """leg.disconnected with ring_timeout, two seconds (ring_timeout=2) after `started`."""
+    end = hooks.wait_for("leg.disconnected", leg_id=leg, timeout=6)
+    elapsed = time.monotonic() - started
+    assert end["cdr"]["reason"] == "ring_timeout"
+    assert 1.8 <= elapsed <= 3.0, f"ended after {elapsed:.2f}s"
+
+
 def test_ring_timeout_with_a_callee_that_never_answers(
-    server_factory: ServerFactory, webhook_receiver: WebhookReceiver
+    hooked_server: ServerProcess, webhook_receiver: WebhookReceiver, peer: UdpPeer
 ) -> None:
-    server = server_factory(WEBHOOK_URL=webhook_receiver.url)
-    peer = UdpPeer(server)
-    try:
-        started = time.monotonic()
-        leg = _dial(server, peer, ring_timeout=2)
-        _first_request(peer, "INVITE")
-        end = webhook_receiver.wait_for("leg.disconnected", leg_id=leg, timeout=6)
-        elapsed = time.monotonic() - started
-        assert end["cdr"]["reason"] == "ring_timeout"
-        assert 1.8 <= elapsed <= 3.0, f"ended after {elapsed:.2f}s"
-        assert server.api("GET", "/legs").json() == []
-        # No provisional response came, so no CANCEL may be sent (RFC 3261 9.1).
-        peer.drain(0.5)
-        assert "CANCEL" not in _methods(peer)
-    finally:
-        peer.close()
+    started = time.monotonic()
+    leg = _dial(hooked_server, peer, ring_timeout=2)
+    _first_request(peer, "INVITE")
+    _ended_by_ring_timeout(webhook_receiver, leg, started)
+    assert hooked_server.api("GET", "/legs").json() == []
+    # No provisional response came, so no CANCEL may be sent (RFC 3261 9.1).
+    peer.drain(0.5)
+    assert "CANCEL" not in _methods(peer)
 
 
 def test_ring_timeout_after_100_trying_cancels_even_if_the_cancel_is_never_answered(
-    server_factory: ServerFactory, webhook_receiver: WebhookReceiver
+    hooked_server: ServerProcess, webhook_receiver: WebhookReceiver, peer: UdpPeer
 ) -> None:
-    server = server_factory(WEBHOOK_URL=webhook_receiver.url)
-    peer = UdpPeer(server)
-    try:
-        started = time.monotonic()
-        leg = _dial(server, peer, ring_timeout=2)
-        peer.send(response_for(_first_request(peer, "INVITE"), 100))
-        end = webhook_receiver.wait_for("leg.disconnected", leg_id=leg, timeout=6)
-        elapsed = time.monotonic() - started
-        assert end["cdr"]["reason"] == "ring_timeout"
-        assert 1.8 <= elapsed <= 3.0, f"ended after {elapsed:.2f}s"
-        _first_request(peer, "CANCEL")  # sent, and left unanswered by this peer
-        assert server.api("GET", "/legs").json() == []
-    finally:
-        peer.close()
+    started = time.monotonic()
+    leg = _dial(hooked_server, peer, ring_timeout=2)
+    peer.send(response_for(_first_request(peer, "INVITE"), 100))
+    _ended_by_ring_timeout(webhook_receiver, leg, started)
+    _first_request(peer, "CANCEL")  # sent, and left unanswered by this peer
+    assert hooked_server.api("GET", "/legs").json() == []
 
 
 def test_a_200_after_the_ring_timeout_is_acked_and_hung_up(
-    server_factory: ServerFactory, webhook_receiver: WebhookReceiver
+    hooked_server: ServerProcess, webhook_receiver: WebhookReceiver, peer: UdpPeer
 ) -> None:
-    server = server_factory(WEBHOOK_URL=webhook_receiver.url)
-    peer = UdpPeer(server)
-    try:
-        leg = _dial(server, peer, ring_timeout=1)
-        invite = _first_request(peer, "INVITE")
-        end = webhook_receiver.wait_for("leg.disconnected", leg_id=leg, timeout=5)
-        assert end["cdr"]["reason"] == "ring_timeout"
-        # The callee answers late: the server must not leave it with a call nobody owns.
-        peer.send(response_for(invite, 200, to_tag="late1", sdp=sdp_offer(port=40100)))
-        _first_request(peer, "ACK")
-        bye = _first_request(peer, "BYE")
-        assert "late1" in (bye.header("To") or "")
-        peer.send(response_for(bye, 200))
-        assert webhook_receiver.events("leg.disconnected", leg_id=leg) == [end]
-        assert server.api("GET", "/legs").json() == []
-    finally:
-        peer.close()
+    started = time.monotonic()
+    leg = _dial(hooked_server, peer, ring_timeout=2)
+    invite = _first_request(peer, "INVITE")
+    _ended_by_ring_timeout(webhook_receiver, leg, started)
+    # The callee answers late: the server must not leave it with a call nobody owns.
+    peer.send(response_for(invite, 200, to_tag="late1", sdp=sdp_offer(port=40100)))
+    _first_request(peer, "ACK")
+    bye = _first_request(peer, "BYE")
+    assert "late1" in (bye.header("To") or "")
+    peer.send(response_for(bye, 200))
+    assert len(webhook_receiver.events("leg.disconnected", leg_id=leg)) == 1
+    assert hooked_server.api("GET", "/legs").json() == []
 
 
 def test_an_unanswered_inbound_call_ends_with_480_after_the_inbound_ring_timeout(
@@ -162,24 +160,20 @@ def test_ringing_inbound_calls_hold_no_rtp_ports(
 
 
 def test_an_invite_whose_contact_does_not_parse_is_refused_with_400(
-    server_factory: ServerFactory, webhook_receiver: WebhookReceiver
+    hooked_server: ServerProcess, webhook_receiver: WebhookReceiver, peer: UdpPeer
 ) -> None:
-    server = server_factory(WEBHOOK_URL=webhook_receiver.url)
-    peer = UdpPeer(server)
-    try:
-        for contact in ("Contact: <sip:", "Contact: <<>>;;", "Contact: sip:a@b:notaport"):
-            call_id = f"contact-{uuid.uuid4().hex}"
-            invite = sip_request("INVITE", server, peer.port, call_id=call_id, body=sdp_offer())
-            invite = invite.replace(
-                f"Contact: <sip:mallory@127.0.0.1:{peer.port}>".encode(), contact.encode()
-            )
-            assert peer.request(invite).status == 400, contact
-        webhook_receiver.assert_no_event("leg.ringing", within=0.5)
-        assert server.api("GET", "/legs").json() == []
-        assert "Traceback" not in server.log_text()
-        assert "never retrieved" not in server.log_text()
-    finally:
-        peer.close()
+    server = hooked_server
+    for contact in ("Contact: <sip:", "Contact: <<>>;;", "Contact: sip:a@b:notaport"):
+        call_id = f"contact-{uuid.uuid4().hex}"
+        invite = sip_request("INVITE", server, peer.port, call_id=call_id, body=sdp_offer())
+        invite = invite.replace(
+            f"Contact: <sip:mallory@127.0.0.1:{peer.port}>".encode(), contact.encode()
+        )
+        assert peer.request(invite).status == 400, contact
+    webhook_receiver.assert_no_event("leg.ringing", within=0.5)
+    assert server.api("GET", "/legs").json() == []
+    assert "Traceback" not in server.log_text()
+    assert "never retrieved" not in server.log_text()
 
 
 def test_a_burst_of_mutated_invites_leaves_room_for_a_genuine_call(

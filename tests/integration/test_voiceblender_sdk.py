@@ -390,7 +390,7 @@ def _drive(
     assert "filename" in refused(lambda: leg_a.record(recording_request(filename="x")), 501)
     rec_leg = leg_a.record(recording_request())
     t_leg = time.monotonic()
-    rec_room = room.record(recording_request())
+    rec_room = room.record(recording_request(multi_channel=True))
     t_room = time.monotonic()
     assert rec_leg.status == rec_room.status == "recording"
     events_a.wait("recording.started", leg_id=leg_a.id, file=rec_leg.file)
@@ -414,7 +414,14 @@ def _drive(
     assert (stopped_leg.status, stopped_leg.file) == ("stopped", rec_leg.file)
     assert (stopped_room.status, stopped_room.file) == ("stopped", rec_room.file)
     events_a.wait("recording.finished", leg_id=leg_a.id, file=rec_leg.file)
-    events_b.wait("recording.finished", room_id="sdk-room", file=rec_room.file)
+    room_done = events_b.wait("recording.finished", room_id="sdk-room", file=rec_room.file)
+    # The SDK reads VoiceBlender's multi-channel description as it is.
+    assert room_done.multi_channel_file and room_done.channels is not None
+    assert list(room_done.channels) == [leg_b.id]
+    span = room_done.channels[leg_b.id]
+    assert (span.channel, span.start_ms) == (0, 0)
+    assert abs(span.end_ms / 1000 - (t_room_end - t_room)) < TIMING_SLACK_S
+    assert load(room_done.multi_channel_file)[1].shape[1] == 1  # one participant, one channel
 
     # A's leg: PCMU, so 8 kHz stereo; left = what B sends (the room's file), right = A's tone.
     rate, samples = load(rec_leg.file)

@@ -268,16 +268,23 @@ class MediaEngine:
         rate: a fresh seat in the lane of its new rates, and bulk G.711 coding if it is on
         G.711 (and in a lane)."""
         endpoint = media.endpoint
-        if endpoint.sample_rate != media.rate or media.mix_rate != media.bound_mix:
-            self._bind_rate(media, endpoint.sample_rate)
-        media.law = endpoint.law
-        media.coded = cast("G711Endpoint", endpoint) if media.law and media.seat else None
+        law = endpoint.law
+        if (
+            endpoint.sample_rate != media.rate
+            or media.mix_rate != media.bound_mix
+            or (law is None) != (media.law is None)
+        ):
+            self._bind_rate(media, endpoint.sample_rate, law is not None)
+        media.law = law
+        media.coded = cast("G711Endpoint", endpoint) if law and media.seat else None
 
-    def _bind_rate(self, media: LegMedia, rate: int) -> None:
+    def _bind_rate(self, media: LegMedia, rate: int, g711: bool) -> None:
         self._unseat(media)
         media.rate = rate
         media.bound_mix = mix = media.mix_rate
-        if rate != mix:
+        # G.711 at its room's rate still gets a seat (in a lane that converts nothing): it is
+        # decoded, measured and encoded in bulk with the lane's other legs.
+        if rate != mix or g711:
             lane = self._lanes.get((rate, mix))
             if lane is None:
                 lane = self._lanes[rate, mix] = RateLane(rate, mix)

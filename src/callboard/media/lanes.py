@@ -33,12 +33,53 @@ class LaneSeat(Generic[Owner]):
         self.row = row
 
 
+class SameRateBank:
+    """A ResamplerBank's interface for a lane whose endpoints run at their rooms' rate (G.711
+    in an 8 kHz room): nothing to convert, but its rows are still decoded, measured and
+    encoded in bulk with the lane."""
+
+    def __init__(self, rate: int) -> None:
+        self.in_rate = self.out_rate = rate
+        self.frame_in = self.frame_out = rate // 50
+        self.rows = 0
+        self._work = np.zeros((0, self.frame_in), dtype=np.float32)
+        self._out16 = np.zeros((0, self.frame_out), dtype=np.int16)
+
+    def resize(self, rows: int) -> None:
+        if rows > len(self._work):
+            capacity = max(rows, 2 * len(self._work), 8)
+            work = np.zeros((capacity, self.frame_in), dtype=np.float32)
+            work[: self.rows] = self._work[: self.rows]
+            self._work = work
+            self._out16 = np.zeros((capacity, self.frame_out), dtype=np.int16)
+        self.rows = rows
+
+    def reset(self, row: int) -> None:
+        self._work[row] = 0
+
+    def move(self, source: int, target: int) -> None:
+        self._work[target] = self._work[source]
+
+    def inputs(self) -> np.ndarray:
+        return self._work[: self.rows]
+
+    def run(self) -> np.ndarray:
+        out16 = self._out16[: self.rows]
+        out16[...] = self._work[: self.rows]  # int16 values in float32: exact
+        return out16
+
+
 class RateLane(Generic[Owner]):
     def __init__(self, rate: int, mix_rate: int = SAMPLE_RATE) -> None:
         self.rate = rate  # the endpoints'
         self.mix_rate = mix_rate  # their rooms'
-        self.into_rooms = ResamplerBank(rate, mix_rate)
-        self.from_rooms = ResamplerBank(mix_rate, rate)
+        self.into_rooms: ResamplerBank | SameRateBank
+        self.from_rooms: ResamplerBank | SameRateBank
+        if rate == mix_rate:
+            self.into_rooms, self.from_rooms = SameRateBank(rate), SameRateBank(rate)
+        else:
+            self.into_rooms = ResamplerBank(rate, mix_rate)
+            self.from_rooms = ResamplerBank(mix_rate, rate)
         self.seats: list[LaneSeat[Owner]] = []
         # This tick's still-encoded G.711 frames, by law: rows and payloads.
         self._encoded: dict[G711Law, tuple[list[int], list[bytes]]] = {}

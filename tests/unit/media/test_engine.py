@@ -409,3 +409,26 @@ def test_room_taps_are_fed_at_the_rooms_rate() -> None:
 def test_a_room_mixes_at_one_of_the_mixing_rates() -> None:
     with pytest.raises(ValueError, match="mixes at one of"):
         MediaEngine().room("odd", 44100)
+
+
+def test_g711_legs_in_an_8k_room_are_coded_in_bulk_and_mixed_exactly() -> None:
+    engine = MediaEngine()
+    engine.room("narrow", 8000)
+    ticks = 30
+    frames = {
+        key: [_g711_round_trip(law, f) for f in tone_frames(freq, 8000, ticks) if f is not None]
+        for key, law, freq in (("u", ULAW, 700.0), ("a", ALAW, 1300.0))
+    }
+    u = FakeG711Endpoint(ULAW, list(frames["u"]), as_pcm=False)
+    a = FakeG711Endpoint(ALAW, list(frames["a"]), as_pcm=False)
+    legs = _room(engine, "narrow", u=u, a=a)
+    _run(engine, ticks)
+    # One lane that converts nothing: the legs' frames are decoded and encoded in bulk.
+    assert list(engine._lanes) == [(8000, 8000)]
+    assert u.encoded_reads == a.encoded_reads == ticks
+    assert legs["u"].seat is not None and legs["u"].coded is u
+    # Nothing resampled: each hears exactly the other's frames through its own law.
+    for got, want in zip(u.written, frames["a"], strict=True):
+        assert np.array_equal(got, _g711_round_trip(ULAW, want))
+    for got, want in zip(a.written, frames["u"], strict=True):
+        assert np.array_equal(got, _g711_round_trip(ALAW, want))
