@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from callboard.core.errors import CallboardError, Conflict, NotFound
+from callboard.media.engine import AttachmentHandle
 from callboard.media.recorder import (
     FRAME_MS,
     MAX_MERGED_CHANNELS,
@@ -68,6 +69,7 @@ class Recording:
     s3: S3Target | None
     multi_channel: bool = False
     finished: asyncio.Future[RecordingResult] | None = None
+    attachment: AttachmentHandle | None = None  # the tap on the engine, while it runs
 
     @property
     def paused(self) -> bool:
@@ -190,8 +192,8 @@ class RecordingManager:
         recording = Recording(
             "leg", leg.id, writer.path, tap, recorder, self._leg_publisher(leg), s3
         )
+        recording.attachment = self.service.engine.add_leg_tap(leg.id, tap)
         self._begin(key, recording)
-        media.taps.append(tap)
         log.info("recording leg %s to %s (%d Hz stereo)", leg.id, recording.file, rate)
         return recording
 
@@ -218,8 +220,8 @@ class RecordingManager:
             "room", room.id, writer.path, tap, recorder, self._room_publisher(room), s3
         )
         recording.multi_channel = multi_channel
+        recording.attachment = self.service.engine.add_room_tap(room.id, tap)
         self._begin(key, recording)
-        room_media.taps.append(tap)
         log.info("recording room %s to %s", room.id, recording.file)
         return recording
 
@@ -292,13 +294,8 @@ class RecordingManager:
         key = (recording.kind, recording.target_id)
         if self.active.get(key) is recording:
             del self.active[key]
-        engine = self.service.engine
-        if recording.kind == "leg":
-            owner: Any = engine.get(recording.target_id)
-        else:
-            owner = engine.get_room(recording.target_id)
-        if owner is not None and recording.tap in owner.taps:
-            owner.taps.remove(recording.tap)
+        if recording.attachment is not None:
+            recording.attachment.remove()
         recording.recorder.handoff.finish()
         recording.finished = asyncio.wrap_future(recording.recorder.result)
         task = asyncio.create_task(self._finish(recording))

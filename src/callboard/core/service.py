@@ -28,7 +28,7 @@ from callboard.events.metrics import Metrics
 from callboard.events.webhooks import WebhookTarget
 from callboard.media.codecs import normalize_codec_name
 from callboard.media.engine import MediaEngine
-from callboard.media.speaking import SpeakingDetector
+from callboard.media.speaking import SpeakingAnalyser
 from callboard.rtp.ports import PortAllocator
 from callboard.rtp.session import RtpSession
 from callboard.sip.call import OutboundOptions, SipCall, SipUserAgent
@@ -107,6 +107,7 @@ class CallService:
         self._ended_webhooks: OrderedDict[str, WebhookTarget | None] = OrderedDict()
         self._sweeper: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._speaking: dict[str, SpeakingAnalyser] = {}  # leg id -> its speaking detection
         self.rooms = RoomManager(self)
         self.recordings = RecordingManager(self)
         self.ws_participants = WsParticipants(self)
@@ -210,11 +211,9 @@ class CallService:
         media = self.engine.get(leg.id)
         if media is not None:
             media.muted, media.deaf = leg.muted, leg.deaf
-            detector = media.detector
-            if leg.muted and detector is not None and detector.speaking:
-                # No speaking events while muted: close the open pair now.
-                detector.reset()
-                self._speaking_changed(leg, "stopped")
+            speaking = self._speaking.get(leg.id)
+            if leg.muted and speaking is not None:
+                speaking.close()  # no speaking events while muted: close the open pair now
 
     def _speaking_changed(self, leg: Leg, change: str) -> None:
         fields = {"room_id": leg.room_id} if leg.room_id else {}
@@ -228,9 +227,10 @@ class CallService:
 
     def _ensure_speaking_detection(self, leg: Leg) -> None:
         media = self.engine.get(leg.id)
-        if media is not None and leg.state is LegState.CONNECTED and media.detector is None:
-            media.detector = SpeakingDetector()
-            media.on_speaking = partial(self._speaking_changed, leg)
+        if media is not None and leg.state is LegState.CONNECTED and leg.id not in self._speaking:
+            analyser = SpeakingAnalyser(partial(self._speaking_changed, leg))
+            self.engine.add_analyser(leg.id, analyser)
+            self._speaking[leg.id] = analyser
 
     def hold_changed(self, leg: Leg) -> None:
         """Hold state changed (rooms keep running; nothing to do for a lone leg)."""
@@ -240,11 +240,9 @@ class CallService:
         if leg.ended:
             return
         now = self.now()
-        media = self.engine.get(leg.id)
-        if media is not None and media.detector is not None and media.detector.speaking:
-            # Hung up mid-sentence: close the open speaking pair while room_id is still set.
-            media.detector.reset()
-            self._speaking_changed(leg, "stopped")
+        speaking = self._speaking.pop(leg.id, None)
+        if speaking is not None:
+            speaking.close()  # hung up mid-sentence: "stopped" while room_id is still set
         leg.playbacks.stop_all()
         self.recordings.leg_ended(leg)
         # Where this leg's events go (its own webhook, else its room's), kept for the events

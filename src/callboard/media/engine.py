@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import Protocol, cast
+from typing import Any, Protocol, cast
 
 import numpy as np
 
@@ -25,7 +25,7 @@ from callboard.media.g711 import G711Law
 from callboard.media.lanes import LaneSeat, RateLane
 from callboard.media.mixer import BatchMixer
 from callboard.media.resample import Resampler
-from callboard.media.speaking import SpeakingDetector, frames_dbfs
+from callboard.media.speaking import frame_dbfs, frames_dbfs
 
 log = logging.getLogger(__name__)
 
@@ -90,6 +90,37 @@ class RoomTap(Protocol):
         ...
 
 
+class Analyser(Protocol):
+    """Something that listens to what a participant says, frame by frame (speaking detection;
+    later answering-machine and barge-in detection)."""
+
+    def analyse(self, frame: np.ndarray, rate: int, level_dbfs: float, muted: bool) -> None:
+        """This tick's input of the participant at its mix rate `rate`, its level (measured
+        once for every analyser, in bulk with the other legs where it can be), and whether
+        the leg is muted. Called only on ticks with input. Runs on the media clock: keep it
+        short and never block; `frame` is reused after the call."""
+        ...
+
+
+class AttachmentHandle:
+    """What an engine `add_*` method returns: `remove()` takes the attachment off again (a
+    no-op once the participant or room is gone)."""
+
+    __slots__ = ("_item", "_items")
+
+    def __init__(self, items: list[Any], item: object) -> None:
+        self._items = items
+        self._item = item
+
+    @property
+    def attached(self) -> bool:
+        return self._item in self._items
+
+    def remove(self) -> None:
+        if self._item in self._items:
+            self._items.remove(self._item)
+
+
 class FrameSource(Protocol):
     """Something that adds audio to what a leg or room hears (tones, playback), at 16 kHz."""
 
@@ -126,10 +157,10 @@ class LegMedia:
     """The engine's record of one participant with media."""
 
     __slots__ = (
+        "analysers",
         "bound_mix",
         "coded",
         "deaf",
-        "detector",
         "endpoint",
         "has_input",
         "key",
@@ -138,7 +169,6 @@ class LegMedia:
         "mix_rate",
         "muted",
         "on_finished",
-        "on_speaking",
         "own_resampler",
         "rate",
         "room",
@@ -159,9 +189,7 @@ class LegMedia:
         self.taps: list[LegTap] = []
         self.room: RoomMedia | None = None
         self.room_out: np.ndarray | None = None
-        # Speaking detection: set by the core for connected legs; fed while not muted.
-        self.detector: SpeakingDetector | None = None
-        self.on_speaking: Callable[[str], None] | None = None
+        self.analysers: list[Analyser] = []  # through MediaEngine.add_analyser
         # The rate its frames are mixed at (its room's), and the endpoint's rate as last
         # seen; a seat in the lane of that pair unless they are equal.
         self.mix_rate = DEFAULT_MIX_RATE
@@ -302,6 +330,34 @@ class MediaEngine:
     def get(self, key: str) -> LegMedia | None:
         return self._legs.get(key)
 
+    # ---- attachments ----
+
+    def add_leg_tap(self, key: str, tap: LegTap) -> AttachmentHandle:
+        """Feed `tap` with participant `key`'s audio from the next tick on."""
+        media = self._require(key)
+        media.taps.append(tap)
+        return AttachmentHandle(media.taps, tap)
+
+    def add_room_tap(self, room_key: str, tap: RoomTap) -> AttachmentHandle:
+        """Feed `tap` with room `room_key`'s mix and members from the next tick on."""
+        room = self._rooms.get(room_key)
+        if room is None:
+            raise KeyError(f"no room {room_key} in the engine")
+        room.taps.append(tap)
+        return AttachmentHandle(room.taps, tap)
+
+    def add_analyser(self, key: str, analyser: Analyser) -> AttachmentHandle:
+        """Let `analyser` hear what participant `key` says from the next tick on."""
+        media = self._require(key)
+        media.analysers.append(analyser)
+        return AttachmentHandle(media.analysers, analyser)
+
+    def _require(self, key: str) -> LegMedia:
+        media = self._legs.get(key)
+        if media is None:
+            raise KeyError(f"no participant {key} in the engine")
+        return media
+
     # ---- rooms ----
 
     def room(self, key: str, rate: int = DEFAULT_MIX_RATE) -> RoomMedia:
@@ -399,9 +455,13 @@ class MediaEngine:
                     room.taps.remove(tap)
 
     @staticmethod
-    def _speaking(media: LegMedia, change: str | None) -> None:
-        if change is not None and media.on_speaking is not None:
-            media.on_speaking(change)
+    def _analyse(media: LegMedia, frame: np.ndarray, level: float) -> None:
+        for analyser in list(media.analysers):
+            try:
+                analyser.analyse(frame, media.mix_rate, level, media.muted)
+            except Exception:  # a broken analyser must not stop the clock for everyone
+                log.exception("analyser failed; removed")
+                media.analysers.remove(analyser)
 
     def tick(self) -> None:
         legs = list(self._legs.values())
@@ -435,24 +495,22 @@ class MediaEngine:
             seat.lane.received[seat.row] = 0 if frame is None else frame
         for lane in lanes:
             lane.decode_encoded()
-            # Levels for the speaking detectors, all rows in one pass, taken at the lane's
-            # rate: resampling keeps a speech band signal's power.
+            # Levels for the analysers, all rows in one pass, taken at the lane's rate:
+            # resampling keeps a speech band signal's power.
             levels = frames_dbfs(lane.received)
             converted = lane.into_rooms.run()
             for row, seat in enumerate(lane.seats):
                 media = seat.owner
                 if media.has_input:
-                    media.last_in = converted[row]
-                    if media.detector is not None and not media.muted:
-                        self._speaking(media, media.detector.update_level(levels[row]))
+                    media.last_in = said = converted[row]
+                    if media.analysers:
+                        self._analyse(media, said, float(levels[row]))
                 else:
                     media.last_in = None
-        for media in legs:  # the ones at their mix rate
-            detector = media.detector
-            frame = media.last_in
-            if detector is None or frame is None or media.seat is not None or media.muted:
-                continue
-            self._speaking(media, detector.update(frame))
+        for media in legs:  # the ones at their mix rate, measured one by one
+            said_alone = media.last_in
+            if media.analysers and said_alone is not None and media.seat is None:
+                self._analyse(media, said_alone, frame_dbfs(said_alone))
 
         self._mix_rooms()
         self._tap_rooms()

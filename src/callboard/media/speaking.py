@@ -19,6 +19,7 @@ Levels are dBFS with a full-scale sine at 0 dBFS: 10*log10(mean(x^2) / (32768^2 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import numpy as np
 
@@ -214,3 +215,29 @@ class SpeakingDetector:
             floor = target if target < rised else rised
         self._floor = floor
         return floor
+
+
+class SpeakingAnalyser:
+    """Speaking detection as an engine analyser (MediaEngine.add_analyser): reports "started"
+    and "stopped" through `on_change`. A muted leg's audio is not speech here."""
+
+    def __init__(self, on_change: Callable[[str], None], detector: SpeakingDetector | None = None):
+        self.detector = detector or SpeakingDetector()
+        self.on_change = on_change
+
+    @property
+    def speaking(self) -> bool:
+        return self.detector.speaking
+
+    def analyse(self, frame: np.ndarray, rate: int, level_dbfs: float, muted: bool) -> None:
+        if muted:
+            return
+        change = self.detector.update_level(level_dbfs)
+        if change is not None:
+            self.on_change(change)
+
+    def close(self) -> None:
+        """End an open speaking pair now (the leg was muted or hangs up): "stopped"."""
+        if self.detector.speaking:
+            self.detector.reset()
+            self.on_change("stopped")

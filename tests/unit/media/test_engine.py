@@ -5,7 +5,7 @@ import pytest
 
 from callboard.media.engine import LegMedia, MediaEngine
 from callboard.media.g711 import ALAW, ULAW, G711Law
-from callboard.media.speaking import SpeakingDetector
+from callboard.media.speaking import SpeakingAnalyser
 
 from .audio_analysis import db, peak_frequency, rms, tone
 
@@ -155,10 +155,9 @@ def test_a_leg_without_media_yet_sends_silence() -> None:
     engine = MediaEngine()
     quiet = FakeEndpoint(8000)  # read_frame() gives None throughout
     wide = FakeEndpoint(16000, tone_frames(600.0, 16000, 55))
-    legs = _room(engine, "call", quiet=quiet, wide=wide)
+    _room(engine, "call", quiet=quiet, wide=wide)
     events: list[str] = []
-    legs["quiet"].detector = SpeakingDetector()
-    legs["quiet"].on_speaking = events.append
+    engine.add_analyser("quiet", SpeakingAnalyser(events.append))
     _run(engine, 55)
     assert rms(wide.heard(0)) == 0
     assert_hears(quiet.written[SETTLE:], 8000, [600.0], silent=[])
@@ -178,8 +177,7 @@ def test_speaking_detection_of_an_8k_leg(frames: str, muted: bool, expected: lis
     wide = FakeEndpoint(16000)
     legs = _room(engine, "call", narrow=narrow, wide=wide)
     events: list[str] = []
-    legs["narrow"].detector = SpeakingDetector()
-    legs["narrow"].on_speaking = events.append
+    engine.add_analyser("narrow", SpeakingAnalyser(events.append))
     legs["narrow"].muted = muted
     _run(engine, 50)  # one second
     assert events == expected
@@ -284,13 +282,13 @@ def test_taps_get_what_a_leg_says_and_hears_and_the_room_mix() -> None:
     b = FakeEndpoint(16000, tone_frames(900.0, 16000, ticks))
     legs = _room(engine, "r", a=a, b=b)
     leg_tap, room_tap, broken = Recorder(), Recorder(), Recorder(fail=True)
-    legs["a"].taps.extend([broken, leg_tap])
+    broken_handle = engine.add_leg_tap("a", broken)
+    engine.add_leg_tap("a", leg_tap)
     legs["a"].muted = True  # taps still get a muted leg's own audio
-    room = engine.get_room("r")
-    assert room is not None
-    room.taps.append(room_tap)
+    engine.add_room_tap("r", room_tap)
     _run(engine, ticks)
-    assert legs["a"].taps == [leg_tap]  # the broken tap was dropped, the clock went on
+    assert not broken_handle.attached  # the broken tap was dropped, the clock went on
+    assert legs["a"].taps == [leg_tap]
     received = np.concatenate([c[0] for c in leg_tap.calls if c[0] is not None])
     assert abs(peak_frequency(received, 16000) - 500.0) < 3.0
     heard = np.concatenate([c[1] for c in leg_tap.calls])  # type: ignore[misc]
@@ -306,9 +304,9 @@ def test_taps_get_what_a_leg_says_and_hears_and_the_room_mix() -> None:
 
 def test_a_room_tap_ticks_with_silence_while_the_room_is_empty() -> None:
     engine = MediaEngine()
-    room = engine.room("empty")
+    engine.room("empty")
     tap = Recorder()
-    room.taps.append(tap)
+    engine.add_room_tap("empty", tap)
     _run(engine, 3)
     assert len(tap.calls) == 3
     assert all(c[0] is not None and not c[0].any() and len(c) == 1 for c in tap.calls)
@@ -380,7 +378,7 @@ def test_moving_to_a_room_of_another_rate_follows_it() -> None:
     legs = _room(engine, "eight", mover=mover, eight=eight)
     _room(engine, "wide", wide=wide)
     tap = Recorder()
-    legs["mover"].taps.append(tap)
+    engine.add_leg_tap("mover", tap)
     _run(engine, 30)
     engine.join_room(legs["mover"], "wide")
     _run(engine, 60)
@@ -397,9 +395,9 @@ def test_moving_to_a_room_of_another_rate_follows_it() -> None:
 
 def test_room_taps_are_fed_at_the_rooms_rate() -> None:
     engine = MediaEngine()
-    room = engine.room("wide", 48000)
+    engine.room("wide", 48000)
     tap = Recorder()
-    room.taps.append(tap)
+    engine.add_room_tap("wide", tap)
     _room(engine, "wide", a=FakeEndpoint(8000, tone_frames(700.0, 8000, 10)))
     _run(engine, 10)
     assert tap.rates == [48000] * 10
@@ -432,3 +430,67 @@ def test_g711_legs_in_an_8k_room_are_coded_in_bulk_and_mixed_exactly() -> None:
         assert np.array_equal(got, _g711_round_trip(ULAW, want))
     for got, want in zip(a.written, frames["u"], strict=True):
         assert np.array_equal(got, _g711_round_trip(ALAW, want))
+
+
+# -- attachments: taps and analysers through handles ----------------------------------------
+
+
+class LevelLog:
+    """An Analyser that keeps what it was given."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[int, int, float, bool]] = []
+
+    def analyse(self, frame: np.ndarray, rate: int, level_dbfs: float, muted: bool) -> None:
+        self.calls.append((len(frame), rate, level_dbfs, muted))
+
+
+def test_analysers_hear_every_input_frame_with_its_level_until_removed() -> None:
+    engine = MediaEngine()
+    narrow = FakeEndpoint(8000, tone_frames(1000.0, 8000, 30))  # in a lane: levels in bulk
+    wide = FakeEndpoint(16000, tone_frames(700.0, 16000, 30))  # at its mix rate: one by one
+    legs = _room(engine, "r", narrow=narrow, wide=wide)
+    logs = {key: LevelLog() for key in legs}
+    handles = {key: engine.add_analyser(key, log) for key, log in logs.items()}
+    legs["wide"].muted = True
+    _run(engine, 10)
+    handles["narrow"].remove()
+    assert not handles["narrow"].attached and handles["wide"].attached
+    _run(engine, 10)
+    # A full-scale sine of amplitude AMPLITUDE reads 20*log10(AMPLITUDE/32768) dBFS.
+    expected = db(AMPLITUDE / 32768)
+    assert len(logs["narrow"].calls) == 10 and len(logs["wide"].calls) == 20
+    for length, rate, level, muted in logs["narrow"].calls[2:]:
+        assert (length, rate, muted) == (320, 16000, False)
+        assert abs(level - expected) < 0.5
+    assert all(call[3] for call in logs["wide"].calls)  # told it is muted, still analysed
+    handles["narrow"].remove()  # twice: a no-op
+
+
+def test_a_failing_analyser_is_dropped_and_the_others_go_on() -> None:
+    class Broken:
+        def analyse(self, frame: np.ndarray, rate: int, level_dbfs: float, muted: bool) -> None:
+            raise RuntimeError("broken analyser")
+
+    engine = MediaEngine()
+    _room(engine, "r", a=FakeEndpoint(16000, tone_frames(500.0, 16000, 5)))
+    broken = engine.add_analyser("a", Broken())
+    log = LevelLog()
+    engine.add_analyser("a", log)
+    _run(engine, 5)
+    assert not broken.attached and len(log.calls) == 5
+
+
+def test_attachments_need_a_participant_or_room_and_outlive_nothing() -> None:
+    engine = MediaEngine()
+    with pytest.raises(KeyError):
+        engine.add_leg_tap("nobody", Recorder())
+    with pytest.raises(KeyError):
+        engine.add_room_tap("nowhere", Recorder())
+    with pytest.raises(KeyError):
+        engine.add_analyser("nobody", LevelLog())
+    _room(engine, "r", a=FakeEndpoint(16000))
+    handle = engine.add_leg_tap("a", Recorder())
+    engine.detach("a")
+    handle.remove()  # the participant is gone: no error
+    assert not handle.attached and engine.get("a") is None

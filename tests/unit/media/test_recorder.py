@@ -77,7 +77,7 @@ def test_lone_8k_leg_records_said_left_heard_right_at_8k(tmp_path: Path) -> None
     tap = LegRecorderTap(handoff)
     recorder = Recorder("leg", handoff, LegRecordingSink(writer))
     recorder.start()
-    media.taps.append(tap)
+    engine.add_leg_tap("leg", tap)
     for tick in range(150):
         tap.paused = 100 <= tick < 125
         engine.tick()
