@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import contextlib
-import json
 import logging
 from typing import Any
 
@@ -14,6 +11,7 @@ from fastapi import APIRouter, Request, WebSocket, WebSocketDisconnect
 from fastapi.responses import JSONResponse
 
 from callboard.api.commands import Commands
+from callboard.api.room_ws_framing import RoomWsFraming
 from callboard.api.schemas import (
     BAD_PLAYBACK,
     BAD_RECORDING,
@@ -32,7 +30,7 @@ from callboard.api.schemas import (
     VolumeRequest,
     errors,
 )
-from callboard.core.ws_participant import WsEndpoint
+from callboard.media.bridge import AudioBridge
 
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/v1/rooms", tags=["rooms"])
@@ -214,16 +212,7 @@ async def room_websocket(websocket: WebSocket, room_id: str) -> None:
         return
     await websocket.accept()
     endpoint = service.ws_participants.join(room_id)
-    await websocket.send_text(
-        json.dumps(
-            {
-                "type": "connected",
-                "participant_id": endpoint.id,
-                "sample_rate": 16000,
-                "format": "pcm_s16le",
-            }
-        )
-    )
+    await websocket.send_text(RoomWsFraming.hello(endpoint.id))
     interval = service.settings.vsi_ping_interval
     sender = asyncio.create_task(_send_audio(websocket, endpoint))
     pinger = asyncio.create_task(_ping(websocket, interval))
@@ -243,14 +232,13 @@ async def room_websocket(websocket: WebSocket, room_id: str) -> None:
             await websocket.close()
 
 
-async def _send_audio(websocket: WebSocket, endpoint: WsEndpoint) -> None:
-    # A send that times out ends the participant like a disconnect (see the wait below).
+async def _send_audio(websocket: WebSocket, endpoint: AudioBridge) -> None:
+    # A send that times out ends the participant like a disconnect (see the wait above).
     with contextlib.suppress(WebSocketDisconnect, RuntimeError, TimeoutError):
         while True:
             frame = await endpoint.outbound.get()
-            text = json.dumps({"audio": base64.b64encode(frame).decode()})
             # A client whose socket has stopped draining must not hold this task forever.
-            await asyncio.wait_for(websocket.send_text(text), timeout=2.0)
+            await asyncio.wait_for(websocket.send_text(RoomWsFraming.audio(frame)), timeout=2.0)
 
 
 async def _ping(websocket: WebSocket, interval: float) -> None:
@@ -259,10 +247,10 @@ async def _ping(websocket: WebSocket, interval: float) -> None:
         while True:
             await asyncio.sleep(interval)
             event_id += 1
-            await websocket.send_text(json.dumps({"type": "ping", "event_id": event_id}))
+            await websocket.send_text(RoomWsFraming.ping(event_id))
 
 
-async def _receive(websocket: WebSocket, endpoint: WsEndpoint) -> None:
+async def _receive(websocket: WebSocket, endpoint: AudioBridge) -> None:
     bad = 0
     while True:
         try:
@@ -270,18 +258,14 @@ async def _receive(websocket: WebSocket, endpoint: WsEndpoint) -> None:
         except (WebSocketDisconnect, RuntimeError, KeyError):
             return
         try:
-            message = json.loads(text)
-            if not isinstance(message, dict):
-                raise ValueError("not an object")
-            if "audio" in message:
-                endpoint.push_audio(base64.b64decode(message["audio"], validate=True))
-            elif message.get("type") == "stop":
+            message = RoomWsFraming.parse(text)
+            if message.kind == "audio":
+                endpoint.push_pcm(message.audio)
+            elif message.kind == "stop":
                 return
-            elif message.get("type") != "pong":
-                raise ValueError(f"unknown message type {message.get('type')!r}")
-        except (ValueError, TypeError, binascii.Error) as exc:
+        except ValueError as exc:
             bad += 1
             if bad <= 3:
                 log.info("WebSocket participant %s: bad message: %s", endpoint.id, exc)
             with contextlib.suppress(Exception):
-                await websocket.send_text(json.dumps({"type": "error", "error": str(exc)[:200]}))
+                await websocket.send_text(RoomWsFraming.error(str(exc)))
