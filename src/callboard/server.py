@@ -28,6 +28,7 @@ from callboard.media.clock import MediaClock
 from callboard.media.codecs import SUPPORTED_CODECS, create_codec
 from callboard.media.engine import MediaEngine
 from callboard.sip.call import SipUserAgent, TimerSettings
+from callboard.storage import s3
 from callboard.threads import limit_blas_threads
 
 log = logging.getLogger(__name__)
@@ -73,6 +74,7 @@ def warm_up() -> None:
     for name in SUPPORTED_CODECS:  # loads each FFmpeg codec and builds its tables
         codec = create_codec(name)
         codec.decode(codec.encode(np.zeros(codec.sample_rate // 50, dtype=np.int16)))
+    s3.warm_up()
 
 
 class _Uvicorn(uvicorn.Server):

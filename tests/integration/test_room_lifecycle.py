@@ -89,6 +89,9 @@ def test_room_deleted_comes_after_its_recording_finished(
     order = [e.type for e in hooks.events(room_id="taped")]
     assert order.index("recording.finished") < order.index("room.deleted"), order
     assert order[-1] == "room.deleted", order
+    # Once its last event is out, the id is free again.
+    assert a.api("POST", "/rooms", {"id": "taped"}).status_code == 201
+    assert a.api("DELETE", "/rooms/taped").status_code == 200
     hooks.wait_for("leg.disconnected", leg_id=b_leg)
 
 

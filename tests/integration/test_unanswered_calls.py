@@ -101,6 +101,10 @@ def test_a_200_after_the_ring_timeout_is_acked_and_hung_up(
     bye = _first_request(peer, "BYE")
     assert "late1" in (bye.header("To") or "")
     peer.send(response_for(bye, 200))
+    # The callee did not get our ACK and sends its 200 again: ACKed again, not BYEd again.
+    peer.send(response_for(invite, 200, to_tag="late1", sdp=sdp_offer(port=40100)))
+    peer.drain(1.0)
+    assert _methods(peer).count("ACK") == 2 and _methods(peer).count("BYE") == 1
     assert len(webhook_receiver.events("leg.disconnected", leg_id=leg)) == 1
     assert hooked_server.api("GET", "/legs").json() == []
 
@@ -153,6 +157,11 @@ def test_ringing_inbound_calls_hold_no_rtp_ports(
         assert refused.status_code == 503, refused.text
         assert "RTP port" in refused.json()["error"]
         assert small.api("GET", f"/legs/{third}").json()["state"] == "ringing"
+        # Added to a new room, it is answered first: that fails the same way, and the room
+        # made for it does not stay behind.
+        added = small.api("POST", "/rooms/made-for-it/legs", {"leg_id": third})
+        assert added.status_code == 503, added.text
+        assert small.api("GET", "/rooms/made-for-it").status_code == 404
         answers = [m for m in peer.drain(1.0) if m.status == 200]
         assert len(answers) >= 2 and all(b"m=audio" in m.data for m in answers)
     finally:

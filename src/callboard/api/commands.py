@@ -23,6 +23,7 @@ from callboard.core.errors import BadRequest, CallboardError, NotFound
 from callboard.core.leg import LegState, LegType
 from callboard.core.service import CallService, OutboundRequest
 from callboard.core.sip_leg import SipLeg
+from callboard.sip.call import failure_reason
 from callboard.storage.s3 import S3Target, resolve_s3_target
 
 
@@ -125,7 +126,7 @@ class Commands:
         if status is None:
             known = ", ".join(REJECT_STATUS)
             raise BadRequest(f"unknown reason {reason[:40]!r} (known: {known})")
-        leg.reject(status, reason)
+        leg.reject(status, failure_reason(status))  # busy, declined, ... as API-NOTES lists
         return self.status("hung_up")
 
     async def answer_leg(self, leg_id: str) -> dict[str, Any]:

@@ -90,7 +90,7 @@ async def delete_leg(
         NO_LEG,
         (409, "Leg is not ringing or in early media"),
         LATER_FIELD_GIVEN,
-        (503, "Media setup did not complete"),
+        (503, "No RTP port is free for the answer"),
     ),
 )
 async def answer_leg(
@@ -108,7 +108,7 @@ async def answer_leg(
         NO_LEG,
         (409, "Leg is not ringing"),
         LATER_FIELD_GIVEN,
-        (503, "Media setup did not complete"),
+        (503, "No RTP port is free for the answer"),
     ),
 )
 async def early_media(

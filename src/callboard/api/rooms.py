@@ -89,7 +89,7 @@ async def delete_room(room_id: str, request: Request) -> dict[str, Any]:
         (400, "Invalid JSON or room id"),
         (404, "Leg not found"),
         (409, "Leg hung up or already in this room, or the room was deleted meanwhile"),
-        (503, "Media setup of the ringing leg did not complete"),
+        (503, "No RTP port is free to answer the ringing leg"),
     ),
 )
 async def add_leg(room_id: str, body: AddLegRequest, request: Request) -> dict[str, Any]:

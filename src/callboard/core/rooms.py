@@ -7,7 +7,7 @@ import uuid
 from collections import OrderedDict
 from typing import TYPE_CHECKING, Any
 
-from callboard.core.errors import BadRequest, Conflict, NotFound
+from callboard.core.errors import BadRequest, CallboardError, Conflict, NotFound
 from callboard.core.leg import Leg, LegState, LegType
 from callboard.core.room import Room, check_sample_rate
 from callboard.events.webhooks import WebhookTarget
@@ -27,6 +27,8 @@ class RoomManager:
         self.rooms: dict[str, Room] = {}
         # Webhooks of deleted rooms, for events that end after them (recording.finished).
         self.ended_webhooks: OrderedDict[str, WebhookTarget | None] = OrderedDict()
+        # Deleted rooms whose room.deleted waits for their recording: the id stays taken.
+        self._closing: set[str] = set()
 
     # ---- lookups ----
 
@@ -68,6 +70,8 @@ class RoomManager:
                 )
             if room_id in self.rooms:
                 raise Conflict(f"room {room_id} already exists")
+            if room_id in self._closing:
+                raise Conflict(f"room {room_id} is still being deleted (its recording is ending)")
         if webhook_url is not None and not webhook_url.startswith(("http://", "https://")):
             raise BadRequest("webhook_url must be an http:// or https:// URL")
         rate = check_sample_rate(sample_rate, self.service.settings.default_sample_rate)
@@ -112,8 +116,14 @@ class RoomManager:
             self.publish(room, "room.deleted")
         else:
             # room.deleted is the room's last event: it waits for recording.finished (the
-            # file is finalised, and uploaded, off the loop), however long that takes.
-            recording_end.add_done_callback(lambda _: self.publish(room, "room.deleted"))
+            # file is finalised, and uploaded, off the loop), however long that takes. Until
+            # then the id cannot be reused, so no event of a new room can be confused with it.
+            self._closing.add(room.id)
+            recording_end.add_done_callback(lambda _: self._closed(room))
+
+    def _closed(self, room: Room) -> None:
+        self._closing.discard(room.id)
+        self.publish(room, "room.deleted")
 
     def _drop_if_abandoned(self, room: Room) -> None:
         if room.auto_created and room.empty:
@@ -147,9 +157,13 @@ class RoomManager:
         if accept_dtmf is not None:
             leg.accept_dtmf = accept_dtmf
         if leg.type is LegType.SIP_INBOUND and leg.state is LegState.RINGING:
-            await leg.answer()
-            if leg.ended:
-                raise Conflict(f"leg {leg_id} hung up while being answered")
+            try:
+                await leg.answer()
+                if leg.ended:
+                    raise Conflict(f"leg {leg_id} hung up while being answered")
+            except CallboardError:
+                self._drop_if_abandoned(room)  # a room made for this leg goes with the failure
+                raise
         if room.id not in self.rooms:
             raise Conflict(f"room {room_id} was deleted meanwhile")
         # An outbound leg still ringing is a member now (room_id set, removable) and enters

@@ -127,11 +127,8 @@ class CallService:
             leg.hangup("api_hangup")
         for room in self.rooms.list():
             room.playbacks.stop_all()  # no download or decoder outlives the loop
-        # Every leg ends at once when hung up; force any that did not.
-        for _ in range(20):
-            if not self.legs:
-                break
-            await asyncio.sleep(0.05)
+        # Every leg ends at once when hung up (an unanswered outbound one too: its CANCEL
+        # goes on in the background); release any that still did not.
         for leg in list(self.legs.values()):
             if isinstance(leg, SipLeg):
                 leg._release("api_hangup")
@@ -364,7 +361,7 @@ class CallService:
 
     def _on_incoming_call(self, call: SipCall, request: SipRequest) -> None:
         """A new INVITE, already answered 180 by the call layer. The leg binds no RTP port
-        until it is answered or sends early media (SipLeg.open_media), so ringing calls,
+        until it is answered or sends early media (SipLeg._open_media), so ringing calls,
         and a scanner's junk INVITEs, cannot use up the port range; an unanswered one ends
         after INBOUND_RING_TIMEOUT with 480 and reason ring_timeout."""
         headers = _x_headers(request.headers.items())

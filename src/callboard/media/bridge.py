@@ -74,8 +74,8 @@ class PacedInput:
         if taken < len(pcm):
             raise ValueError(f"playout buffer full: {len(pcm) - taken} samples refused")
 
-    async def write(self, pcm: np.ndarray) -> None:
-        await self.stream.write(pcm)
+    async def write(self, pcm: np.ndarray) -> bool:
+        return await self.stream.write(pcm)
 
     def flush(self) -> int:
         return self.stream.flush()

@@ -149,8 +149,9 @@ class LegRecordingSink:
 
     def __init__(self, writer: WavWriter) -> None:
         self.writer = writer
-        self._rate = 0  # of the frames coming in; resamplers follow it
-        self._left = self._right = Resampler(SAMPLE_RATE, writer.sample_rate)
+        self._rate = 0  # of the frames coming in; the resamplers are made for it
+        self._left = Resampler(SAMPLE_RATE, writer.sample_rate)
+        self._right = Resampler(SAMPLE_RATE, writer.sample_rate)
         self._silence = np.zeros((writer.sample_rate * FRAME_MS // 1000, 2), dtype=np.int16)
         self._ticks = 0
 

@@ -5,9 +5,10 @@ Producers (on the event loop) write 16 kHz samples in chunks of any size and as 
 slowly as they come; the media clock takes exactly one 20 ms frame a tick. The buffer holds at
 most `max_ms`: `write` waits for room (backpressure on a producer that runs ahead of real time,
 e.g. a synthesis at five times real time) and `offer` takes what fits now. `flush()` silences
-it at once (barge-in) and says how much was thrown away. An empty buffer gives silence while
-the producer is still going (an underrun is counted, never filled with repeats) and None once
-the producer has closed it and everything was played.
+it at once (barge-in), says how much was thrown away, and ends any `write` still waiting.
+An empty buffer gives silence while the producer is still going (an underrun is counted,
+never filled with repeats) and None once the producer has closed it and everything was
+played.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ class StreamedSource:
         self._buffered = 0
         self._frame = np.zeros(FRAME_SAMPLES, dtype=np.int16)
         self._closed = False
+        self._flushes = 0
         self._room = asyncio.Event()  # set while there is room for more
         self._room.set()
         self.started = False  # a frame with audio has been played
@@ -65,15 +67,19 @@ class StreamedSource:
             self._room.clear()
         return max(take, 0)
 
-    async def write(self, samples: np.ndarray) -> None:
-        """Queue all of `samples`, waiting for room while the buffer is full."""
+    async def write(self, samples: np.ndarray) -> bool:
+        """Queue all of `samples`, waiting for room while the buffer is full. Returns False
+        when a flush (barge-in) or close came first: the rest of `samples` is dropped, so
+        an interrupted reply never resumes."""
+        flushes = self._flushes
         done = 0
         while done < len(samples):
             done += self.offer(samples[done:])
             if done < len(samples):
                 await self._room.wait()
-                if self._closed:
-                    return
+                if self._closed or self._flushes != flushes:
+                    return False
+        return True
 
     def close(self) -> None:
         """No more audio: what is buffered plays out, then the source ends."""
@@ -83,6 +89,7 @@ class StreamedSource:
     def flush(self) -> int:
         """Drop everything buffered at once (barge-in); returns the milliseconds dropped."""
         dropped = self._buffered * 1000 // SAMPLE_RATE
+        self._flushes += 1
         self._chunks.clear()
         self._buffered = 0
         self.flushed_ms += dropped

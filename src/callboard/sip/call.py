@@ -201,7 +201,6 @@ class SipCall:
         self._transport = "udp"
         self._auth_tried = False
         self._se_retried = False
-        self._cancel_reason: str | None = None
         self._ack: SipRequest | None = None
         self._ringing_reported = False
         # inbound
@@ -371,7 +370,6 @@ class SipCall:
         """Abandon an outbound call that has not been answered."""
         if self.state not in (CallState.CALLING, CallState.EARLY) or not self.outbound:
             return
-        self._cancel_reason = reason
         if self._invite_tx is not None:
             # The transaction sends the CANCEL now, or on the first provisional response if
             # none came yet (RFC 3261 9.1), and sees the INVITE through in the background.
@@ -412,29 +410,18 @@ class SipCall:
 
     def _on_invite_ok(self, response: SipResponse) -> None:
         assert self._invite is not None
-        if self.state is CallState.ENDED and self._ack is None:
-            # A 2xx for an INVITE we gave up (CANCEL crossed it, or none could be sent yet):
-            # the far end thinks the call is up, so confirm it and end it at once.
-            self.dialog = Dialog.from_uac_response(self._invite, response)
-            cseq, _ = self._invite.cseq
-            self._ack = self.dialog.create_ack(cseq, via=self._via())
-            self._send_ack_again()
-            self._send_in_dialog("BYE")
-            return
         if self.state is CallState.CONFIRMED or self.state is CallState.ENDED:
-            # A retransmitted 2xx: the ACK was lost. 2xx from another fork after we ended: ACK+BYE.
             if self._ack is not None and self.dialog is not None and self.dialog.matches(response):
-                self._send_ack_again()
+                self._send_ack_again()  # a retransmitted 2xx: our ACK was lost
+            else:
+                # A 2xx of an INVITE we gave up (the CANCEL crossed it, or none could be sent
+                # yet), or another fork's: the far end thinks a call is up; confirm and end it.
+                self._end_unwanted_dialog(response)
             return
         self.dialog = Dialog.from_uac_response(self._invite, response)
         cseq, _ = self._invite.cseq
         self._ack = self.dialog.create_ack(cseq, via=self._via())
         self._send_ack_again()
-        if self._cancel_reason is not None:
-            # The 200 crossed our CANCEL: the call exists now, so end it properly.
-            self._send_in_dialog("BYE")
-            self._finish(self._cancel_reason)
-            return
         media: NegotiatedMedia | None = None
         if response.body and response.content_type == "application/sdp":
             try:
@@ -459,6 +446,24 @@ class SipCall:
         self._setup_session_timer_uac(response)
         self.listener.call_answered(self, self.media)
 
+    def _end_unwanted_dialog(self, response: SipResponse) -> None:
+        """ACK a 2xx we do not want and BYE its dialog at once (RFC 3261 13.2.2.4)."""
+        assert self._invite is not None
+        dialog = Dialog.from_uac_response(self._invite, response)
+        cseq, _ = self._invite.cseq
+        ack = dialog.create_ack(cseq, via=self._via())
+        if self.dialog is None:  # the call's only dialog: a retransmission is re-ACKed above
+            self.dialog, self._ack = dialog, ack
+        host, port, transport = dialog.next_hop()
+        try:
+            dest = self.ua.resolve_now(host, port)
+        except OSError:
+            log.warning("call %s: cannot resolve %s to end an unwanted dialog", self.call_id, host)
+            return
+        self.ua.transport.send_stateless(ack, dest, transport)
+        bye = dialog.create_request("BYE", via=self._via(), extra_headers=self._common_headers())
+        self.ua._bind_tx(self.ua.transport.send_request(bye, dest, transport), self)
+
     def _send_ack_again(self) -> None:
         if self._ack is None or self.dialog is None:
             return
@@ -479,7 +484,6 @@ class SipCall:
             and opts is not None
             and opts.auth_username
             and not self._auth_tried
-            and self._cancel_reason is None
         ):
             header = "WWW-Authenticate" if status == 401 else "Proxy-Authenticate"
             try:
@@ -500,14 +504,14 @@ class SipCall:
             name = "Authorization" if status == 401 else "Proxy-Authorization"
             self._resend_invite({name: credentials})
             return
-        if status == 422 and not self._se_retried and self._cancel_reason is None:
+        if status == 422 and not self._se_retried:
             min_se = response.headers.get("Min-SE")
             if min_se and min_se.split(";")[0].strip().isdigit():
                 self._se_retried = True
                 value = min_se.split(";")[0].strip()
                 self._resend_invite({"Session-Expires": value, "Min-SE": value})
                 return
-        self._finish(self._cancel_reason or failure_reason(status))
+        self._finish(failure_reason(status))
 
     # ---- inbound --------------------------------------------------------------------------
 
@@ -839,7 +843,7 @@ class SipCall:
         key = event.tx_key
         if key == self._invite_tx and self.state in (CallState.CALLING, CallState.EARLY):
             failed = isinstance(event, TransportFailure)
-            self._finish(self._cancel_reason or ("invite_failed" if failed else "timeout"))
+            self._finish("invite_failed" if failed else "timeout")
         elif key == self._server_tx and isinstance(event, TransactionTimeout):
             if event.kind == "no_ack" and self.state is CallState.CONFIRMED:
                 log.warning("call %s: no ACK for our 200", self.call_id)
@@ -967,7 +971,10 @@ class SipUserAgent:
             call = self._by_tx.get(event.tx_key)
             if call is not None:
                 call.on_response(event)
-                if event.response.status >= 200 and call.ended:
+                # An ended call keeps its INVITE transaction until _unbind_all: a 2xx may still
+                # be retransmitted, or come from another fork.
+                _, method = event.response.cseq
+                if event.response.status >= 200 and call.ended and method != "INVITE":
                     self._by_tx.pop(event.tx_key, None)
             elif 200 <= event.response.status < 300 and event.response.cseq[1] == "INVITE":
                 self._log_stray_2xx(event.response)
@@ -1078,7 +1085,7 @@ class SipUserAgent:
             handler(call, request)
         except Exception:
             log.exception("INVITE %s: call set-up failed", request.call_id)
-            call.reject(500)
+            call.reject(500, reason="connect_failed")
 
 
 class _NullListener:

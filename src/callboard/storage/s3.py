@@ -217,6 +217,13 @@ def _client(target: S3Target) -> Any:
         )
 
 
+def warm_up() -> None:
+    """Load botocore's S3 models now (before the media clock runs): the first client of a
+    session parses them for about 150 ms while holding the GIL, which stalled the event loop
+    during the first upload; later clients take about 5 ms (measured)."""
+    _client(S3Target("warm-up", "us-east-1", None, "", "warm-up", "warm-up"))
+
+
 def _describe_failure(exc: BaseException, target: S3Target) -> str:
     """Say why in words an operator can act on; boto3 wraps the real cause in its own errors."""
     cause: BaseException | None = exc

@@ -113,3 +113,16 @@ def test_in_the_engine_a_burst_is_heard_at_real_time() -> None:
     loud = [float(np.abs(f).max()) > 1000 for f in listener.written]
     # 25 frames of audio (the resampler's few samples of delay aside), then silence.
     assert loud[:24] == [True] * 24 and not any(loud[27:])
+
+
+async def test_a_flush_ends_a_waiting_write_so_the_interrupted_reply_never_resumes() -> None:
+    source = StreamedSource(max_ms=100)
+    reply = _speech(1.0, 900.0)
+    writer = asyncio.create_task(source.write(reply))
+    await asyncio.sleep(0)
+    assert source.buffered_ms == 100
+    assert source.flush() == 100
+    await asyncio.sleep(0)  # the writer wakes: it must not refill the buffer with the reply
+    assert writer.done() and writer.result() is False
+    assert source.buffered_ms == 0
+    assert await source.write(_speech(0.05)) is True  # the next reply is taken in full
