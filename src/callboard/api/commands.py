@@ -19,17 +19,12 @@ from callboard.api.schemas import (
     VolumeRequest,
 )
 from callboard.core import playback_requests
-from callboard.core.errors import BadRequest, CallboardError, NotFound
+from callboard.core.errors import BadRequest, NotFound, NotSupported
 from callboard.core.leg import LegState, LegType
 from callboard.core.service import CallService, OutboundRequest
 from callboard.core.sip_leg import SipLeg
 from callboard.sip.call import failure_reason
 from callboard.storage.s3 import S3Target, resolve_s3_target
-
-
-class NotImplementedYet(CallboardError):
-    status = 501
-
 
 # DELETE /v1/legs/{id} `reason` -> the final response that rejects an unanswered inbound call
 # (VoiceBlender's mapping).
@@ -85,7 +80,7 @@ class Commands:
 
     async def create_leg(self, body: CreateLegRequest) -> dict[str, Any]:
         if body.amd is not None:
-            raise NotImplementedYet("amd: answering-machine detection is not available yet")
+            raise NotSupported("amd: answering-machine detection is not available yet")
         request = OutboundRequest(
             uri=body.uri,
             from_user=body.from_,
@@ -349,4 +344,4 @@ class Commands:
         return table
 
 
-__all__ = ["Commands", "NotFound", "NotImplementedYet", "validation_message"]
+__all__ = ["Commands", "NotFound", "validation_message"]

@@ -7,8 +7,8 @@ from typing import Any
 
 from fastapi import APIRouter
 
-from callboard.api.commands import NotImplementedYet
 from callboard.api.schemas import errors
+from callboard.core.errors import NotSupported
 
 router = APIRouter(tags=["not yet available"])
 
@@ -43,9 +43,11 @@ def unavailable_message(capability: str) -> str:
     return f"{_SUBJECTS[capability]} not available in this version yet"
 
 
-def _make_handler(message: str):  # type: ignore[no-untyped-def]
+def unavailable_handler(message: str):  # type: ignore[no-untyped-def]
+    """A route handler that answers every request 501 with `message`."""
+
     async def handler() -> None:
-        raise NotImplementedYet(message)
+        raise NotSupported(message)
 
     return handler
 
@@ -65,7 +67,7 @@ for methods, path, capability in LATER_ROUTES:
     for method in methods:
         router.add_api_route(
             path,
-            _make_handler(message),
+            unavailable_handler(message),
             methods=[method],
             name="unavailable",
             status_code=501,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import enum
-from typing import Any
+from typing import Any, ClassVar
 
 from pydantic import (
     BaseModel,
@@ -57,6 +57,18 @@ def refuse_later_fields(data: Any, fields: dict[str, str]) -> None:
         raise NotSupported(f"not available in this version: {named}")
 
 
+class RefusesLaterFields(BaseModel):
+    """A request whose `later_fields` (VoiceBlender's later names) are refused with 501."""
+
+    later_fields: ClassVar[dict[str, str]] = {}
+
+    @model_validator(mode="before")
+    @classmethod
+    def _later_fields(cls, data: Any) -> Any:
+        refuse_later_fields(data, cls.later_fields)
+        return data
+
+
 class LegTypeIn(enum.StrEnum):
     sip = "sip"
 
@@ -82,7 +94,8 @@ class AMDParams(BaseModel):
     beep_timeout: StrictInt = Field(0, ge=0)
 
 
-class CreateLegRequest(BaseModel):
+class CreateLegRequest(RefusesLaterFields):
+    later_fields = LATER_LEG_FIELDS
     model_config = ConfigDict(populate_by_name=True)
 
     type: LegTypeIn
@@ -107,7 +120,6 @@ class CreateLegRequest(BaseModel):
     @model_validator(mode="before")
     @classmethod
     def _to_is_uri(cls, data: Any) -> Any:
-        refuse_later_fields(data, LATER_LEG_FIELDS)
         if isinstance(data, dict) and isinstance(data.get("to"), str):
             uri = data.get("uri")
             if uri is None:
@@ -120,14 +132,10 @@ class CreateLegRequest(BaseModel):
         return data
 
 
-class EarlyMediaLegRequest(BaseModel):
+class EarlyMediaLegRequest(RefusesLaterFields):
     """Optional body of early-media: VoiceBlender's later fields (codec, ...) are refused."""
 
-    @model_validator(mode="before")
-    @classmethod
-    def _later_fields(cls, data: Any) -> Any:
-        refuse_later_fields(data, LATER_ANSWER_FIELDS)
-        return data
+    later_fields = LATER_ANSWER_FIELDS
 
 
 class AnswerLegRequest(EarlyMediaLegRequest):
@@ -143,7 +151,8 @@ class DeleteLegRequest(BaseModel):
         None,
         description="Unanswered inbound SIP legs only: the final response to send instead of "
         "603 (busy 486, declined/rejected 603, unavailable 480, not_found 404, forbidden 403, "
-        "server_error 500); it becomes cdr.reason. Ignored for other legs.",
+        "server_error 500); cdr.reason names that code as for a far end's (busy, declined, "
+        "...). Ignored for other legs.",
     )
 
 
@@ -183,7 +192,9 @@ class PlaybackResponse(BaseModel):
     status: str
 
 
-class RoomCreateRequest(BaseModel):
+class RoomCreateRequest(RefusesLaterFields):
+    later_fields = LATER_ROOM_FIELDS
+
     id: StrictStr | None = Field(None, description="Custom room ID (UUID if omitted)")
     webhook_url: StrictStr | None = None
     webhook_secret: StrictStr | None = None
@@ -193,12 +204,6 @@ class RoomCreateRequest(BaseModel):
         description="Mixing rate in Hz: 8000, 16000 or 48000 (default DEFAULT_SAMPLE_RATE, "
         "16000); participants of other rates are converted",
     )
-
-    @model_validator(mode="before")
-    @classmethod
-    def _later_fields(cls, data: Any) -> Any:
-        refuse_later_fields(data, LATER_ROOM_FIELDS)
-        return data
 
 
 class AddLegRequest(BaseModel):
@@ -236,7 +241,9 @@ class RecordingStorage(enum.StrEnum):
     s3 = "s3"
 
 
-class RecordingRequest(BaseModel):
+class RecordingRequest(RefusesLaterFields):
+    later_fields = LATER_RECORDING_FIELDS
+
     storage: RecordingStorage = Field(
         RecordingStorage.file, description='"file" (local disk) or "s3" (upload after stop)'
     )
@@ -249,12 +256,6 @@ class RecordingRequest(BaseModel):
     s3_prefix: StrictStr | None = Field(None, description="Overrides S3_PREFIX")
     s3_access_key: StrictStr | None = Field(None, description="With s3_secret_key")
     s3_secret_key: StrictStr | None = Field(None, description="With s3_access_key")
-
-    @model_validator(mode="before")
-    @classmethod
-    def _later_fields(cls, data: Any) -> Any:
-        refuse_later_fields(data, LATER_RECORDING_FIELDS)
-        return data
 
 
 class ChannelInfo(BaseModel):

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from callboard.core.errors import NotSupported
+from callboard.api.later import unavailable_handler
 
 router = APIRouter()
 
@@ -44,17 +44,10 @@ VOICEBLENDER_LATER_ROUTES: tuple[tuple[tuple[str, ...], str, str], ...] = (
 )
 
 
-def _make_handler(capability: str):  # type: ignore[no-untyped-def]
-    async def handler() -> None:
-        raise NotSupported(f"{capability}: not available in this version")
-
-    return handler
-
-
 for methods, path, capability in VOICEBLENDER_LATER_ROUTES:
     router.add_api_route(
         path,
-        _make_handler(capability),
+        unavailable_handler(f"{capability}: not available in this version"),
         methods=list(methods),
         name="voiceblender_later",
         status_code=501,
