@@ -27,7 +27,8 @@ from callboard.events.webhooks import WebhookSink
 from callboard.media.clock import MediaClock
 from callboard.media.codecs import SUPPORTED_CODECS, create_codec
 from callboard.media.engine import MediaEngine
-from callboard.sip.call import SipUserAgent, TimerSettings
+from callboard.sip.call_model import TimerSettings
+from callboard.sip.ua import SipUserAgent
 from callboard.storage import s3
 from callboard.threads import limit_blas_threads
 

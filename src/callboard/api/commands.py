@@ -23,7 +23,7 @@ from callboard.core.errors import BadRequest, NotFound, NotSupported
 from callboard.core.leg import LegState, LegType
 from callboard.core.service import CallService, OutboundRequest
 from callboard.core.sip_leg import SipLeg
-from callboard.sip.call import failure_reason
+from callboard.sip.call_model import failure_reason
 from callboard.storage.s3 import S3Target, resolve_s3_target
 
 # DELETE /v1/legs/{id} `reason` -> the final response that rejects an unanswered inbound call

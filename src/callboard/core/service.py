@@ -31,10 +31,11 @@ from callboard.media.engine import MediaEngine
 from callboard.media.speaking import SpeakingAnalyser
 from callboard.rtp.ports import PortAllocator
 from callboard.rtp.session import RtpSession
-from callboard.sip.call import OutboundOptions, SipCall, SipUserAgent
+from callboard.sip.call_model import OutboundOptions
 from callboard.sip.errors import SipParseError
 from callboard.sip.grammar import is_token
 from callboard.sip.message import SipRequest
+from callboard.sip.ua import SipCall, SipUserAgent
 from callboard.sip.uri import SipUri
 
 log = logging.getLogger(__name__)

@@ -10,7 +10,18 @@ from callboard.core.errors import BadRequest, Conflict
 from callboard.core.leg import Leg, LegState, LegType
 from callboard.rtp.session import RtpSession
 from callboard.sdp.negotiation import NegotiatedMedia
-from callboard.sip.call import SipCall, SipCallError
+from callboard.sip.call_events import (
+    Answered,
+    CallEvent,
+    DtmfReceived,
+    EarlyMedia,
+    Ended,
+    HoldChanged,
+    MediaChanged,
+    Ringing,
+)
+from callboard.sip.call_model import SipCallError
+from callboard.sip.ua import SipCall
 
 if TYPE_CHECKING:
     from callboard.core.service import CallService
@@ -73,20 +84,28 @@ class SipLeg(Leg):
 
     # ---- CallListener ----
 
-    def call_ringing(self, call: SipCall) -> None:
-        if self.type is LegType.SIP_OUTBOUND:
-            fields = {"uri": self.dialed_uri, "from": call.invite_from}
-            self.service.publish_ringing(self, **{k: v for k, v in fields.items() if v})
-
-    def call_early_media(self, call: SipCall, media: NegotiatedMedia) -> None:
-        self._apply_media(media)
-        self.set_state(LegState.EARLY_MEDIA)
-        self.publish("leg.early_media", leg_type=self.type.value)
-        self.service.media_ready(self)
-
-    def call_answered(self, call: SipCall, media: NegotiatedMedia) -> None:
-        self._apply_media(media)
-        self._connected()
+    def call_event(self, call: SipCall, event: CallEvent) -> None:
+        match event:
+            case Ringing():
+                if self.type is LegType.SIP_OUTBOUND:
+                    fields = {"uri": self.dialed_uri, "from": call.invite_from}
+                    self.service.publish_ringing(self, **{k: v for k, v in fields.items() if v})
+            case EarlyMedia(media):
+                self._apply_media(media)
+                self.set_state(LegState.EARLY_MEDIA)
+                self.publish("leg.early_media", leg_type=self.type.value)
+                self.service.media_ready(self)
+            case Answered(media):
+                self._apply_media(media)
+                self._connected()
+            case MediaChanged(media):
+                self._apply_media(media)
+            case HoldChanged(held):
+                self._hold_changed(held)
+            case DtmfReceived(digit):
+                self.dtmf_received(digit)
+            case Ended(reason):
+                self._release(self._hangup_requested or reason)
 
     def _connected(self) -> None:
         loop = asyncio.get_running_loop()
@@ -97,11 +116,7 @@ class SipLeg(Leg):
             self._timers.append(loop.call_later(self.max_duration, self.hangup, "max_duration"))
         self.service.media_ready(self)
 
-    def call_media_changed(self, call: SipCall, media: NegotiatedMedia) -> None:
-        self._apply_media(media)
-
-    def call_hold_changed(self, call: SipCall) -> None:
-        held = call.held
+    def _hold_changed(self, held: bool) -> None:
         if held == self.held:
             return
         self.held = held
@@ -110,12 +125,6 @@ class SipLeg(Leg):
             self.set_state(LegState.HELD if held else LegState.CONNECTED)
         self.service.hold_changed(self)
         self.publish("leg.hold" if held else "leg.unhold", leg_type=self.type.value)
-
-    def call_dtmf(self, call: SipCall, digit: str) -> None:
-        self.dtmf_received(digit)
-
-    def call_ended(self, call: SipCall, reason: str) -> None:
-        self._release(self._hangup_requested or reason)
 
     # ---- operations ----
 
