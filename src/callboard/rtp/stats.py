@@ -1,4 +1,5 @@
-"""Reception statistics of one RTP stream: RFC 3550 A.1 (sequence), A.3 (loss), A.8 (jitter).
+"""Reception statistics of one RTP stream: RFC 3550 A.1 (sequence), A.3 (loss), A.8 (jitter);
+and RtpStats, the figures an RtpSession reports.
 
 Counts survive a change of source (new SSRC or a sender that restarts its sequence
 numbers): the finished source's expected/received totals are carried over, so a
@@ -6,6 +7,8 @@ re-INVITE or a far-end restart does not zero a call's quality figures.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 SEQ_MOD = 1 << 16
 MAX_DROPOUT = 3000
@@ -141,3 +144,26 @@ class ReceptionStats:
         if expected_interval > 0 and lost_interval > 0:
             fraction = min(255, (lost_interval << 8) // expected_interval)
         return fraction, expected - self._received
+
+
+@dataclass(slots=True)
+class RtpStats:
+    """A snapshot of an RtpSession's figures (RtpSession.stats)."""
+
+    packets_received: int
+    packets_lost: int
+    jitter_ms: float
+    packets_sent: int
+    octets_sent: int
+    mos: float | None
+    rtt_ms: float | None
+    late: int
+    invalid: int
+    # Beyond the contract: where the losses and drops came from.
+    duplicates: int = 0
+    overflow: int = 0
+    concealed: int = 0
+    unknown_payload_type: int = 0
+    foreign_source: int = 0
+    latches: int = 0
+    jitter_buffer_frames: int = 0

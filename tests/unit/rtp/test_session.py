@@ -517,8 +517,9 @@ async def test_g711_frames_can_travel_encoded(ports: PortAllocator) -> None:
             if i != 6:  # one packet lost on the way
                 a.write_encoded(payloads[i])
             else:
-                a._timestamp = (a._timestamp + 160) & 0xFFFFFFFF
-                a._seq = (a._seq + 1) & 0xFFFF
+                sender = a._sender
+                sender.timestamp = (sender.timestamp + 160) & 0xFFFFFFFF
+                sender.seq = (sender.seq + 1) & 0xFFFF
 
         await ticks(12, tick)
         arrived = [g for g in got if g is not None]
