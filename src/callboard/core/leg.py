@@ -8,6 +8,15 @@ from typing import TYPE_CHECKING, Any
 
 from callboard.core.errors import BadRequest, Conflict
 from callboard.core.playback import Playbacks
+from callboard.events.base import LegEvent, LegOrRoomEvent
+from callboard.events.types import (
+    DtmfReceived,
+    LegDeaf,
+    LegMuted,
+    LegUndeaf,
+    LegUnmuted,
+    Quality,
+)
 from callboard.events.webhooks import WebhookTarget
 
 if TYPE_CHECKING:
@@ -97,8 +106,8 @@ class Leg:
 
     # ---- state changes shared by all leg types ----
 
-    def publish(self, event_type: str, **fields: Any) -> None:
-        self.service.publish_leg_event(self, event_type, **fields)
+    def publish(self, event: LegEvent | LegOrRoomEvent) -> None:
+        self.service.publish_leg_event(self, event)
 
     def set_state(self, state: LegState) -> None:
         if self.state is state or self.ended:
@@ -110,17 +119,17 @@ class Leg:
         if self.muted != muted:
             self.muted = muted
             self.service.media_flags_changed(self)
-            self.publish("leg.muted" if muted else "leg.unmuted")
+            self.publish(LegMuted() if muted else LegUnmuted())
 
     def set_deaf(self, deaf: bool) -> None:
         if self.deaf != deaf:
             self.deaf = deaf
             self.service.media_flags_changed(self)
-            self.publish("leg.deaf" if deaf else "leg.undeaf")
+            self.publish(LegDeaf() if deaf else LegUndeaf())
 
     def dtmf_received(self, digit: str) -> None:
         self.dtmf_seq += 1
-        self.publish("dtmf.received", digit=digit, seq=self.dtmf_seq)
+        self.publish(DtmfReceived(digit=digit, seq=self.dtmf_seq))
         self.service.rooms.broadcast_dtmf(self, digit)
 
     def check_digits(self, digits: str) -> str:
@@ -149,6 +158,6 @@ class Leg:
     def hangup(self, reason: str = "api_hangup") -> None:
         raise NotImplementedError
 
-    def quality(self) -> dict[str, Any] | None:
+    def quality(self) -> Quality | None:
         """RTP quality for leg.disconnected, or None when no media arrived."""
         return None

@@ -10,11 +10,13 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Protocol
 
 import numpy as np
 
 from callboard.core.errors import BadRequest, Conflict, NotFound
+from callboard.events.base import LegOrRoomEvent
+from callboard.events.types import PlaybackError, PlaybackFinished, PlaybackStarted
 from callboard.media.engine import FrameSource
 from callboard.media.tones import ToneGenerator, resolve_tone
 
@@ -24,8 +26,8 @@ VOLUME_STEP_DB = 3.0
 # Each playback of a URL holds a download and a decoder thread: a bound per leg or room.
 MAX_PLAYBACKS = 16
 
-Publish = Callable[..., Any]
-"""publish(event_type, **fields): an event of the playback's leg or room."""
+Publish = Callable[[LegOrRoomEvent], object]
+"""Publishes an event of the playback's leg or room (Leg.publish, RoomManager.publish)."""
 
 
 def volume_gain(volume: int) -> float:
@@ -87,7 +89,7 @@ class TonePlayback(Playback):
         self._generator = ToneGenerator(plan)
 
     def begin(self, on_error: Callable[[Playback, str], None]) -> None:
-        self.publish("playback.started", playback_id=self.id)
+        self.publish(PlaybackStarted(playback_id=self.id))
 
     def next_frame(self) -> np.ndarray | None:
         if self.stopped:
@@ -144,6 +146,6 @@ class Playbacks:
         if host is not None and playback in host.sources:
             host.sources.remove(playback)
         if error is None:
-            playback.publish("playback.finished", playback_id=playback.id)
+            playback.publish(PlaybackFinished(playback_id=playback.id))
         else:
-            playback.publish("playback.error", playback_id=playback.id, error=error)
+            playback.publish(PlaybackError(playback_id=playback.id, error=error))

@@ -19,10 +19,19 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypedDict
 
 from callboard.core.errors import CallboardError, Conflict, NotFound
+from callboard.events.base import LegOrRoomEvent
+from callboard.events.types import (
+    ChannelSpan,
+    RecordingFinished,
+    RecordingPaused,
+    RecordingResumed,
+    RecordingStarted,
+)
 from callboard.media.engine import AttachmentHandle
 from callboard.media.recorder import (
     FRAME_MS,
@@ -65,7 +74,7 @@ class Recording:
     path: Path  # the main file: leg stereo or room mix
     tap: LegRecorderTap | RoomRecorderTap
     recorder: Recorder
-    publish: Callable[..., None]  # publishes an event of this leg or room
+    publish: Callable[[LegOrRoomEvent], object]  # publishes an event of this leg or room
     s3: S3Target | None
     multi_channel: bool = False
     finished: asyncio.Future[RecordingResult] | None = None
@@ -113,24 +122,35 @@ def _discard_when_opened(opening: asyncio.Future[WavWriter]) -> None:
         asyncio.get_running_loop().run_in_executor(None, _discard, opening.result())
 
 
-def multi_channel_fields(result: RecordingResult, where: Callable[[Path], str]) -> dict[str, Any]:
+class MultiChannelFields(TypedDict, total=False):
+    """What a multi-channel room recording adds to recording.finished and the DELETE answer."""
+
+    participant_files: dict[str, str]
+    multi_channel_file: str
+    channels: dict[str, ChannelSpan]
+    omitted_legs: list[str]
+
+
+def multi_channel_fields(
+    result: RecordingResult, where: Callable[[Path], str]
+) -> MultiChannelFields:
     """A multi-channel room recording as VoiceBlender reports it: `multi_channel_file` with a
     channel per participant in join order, `channels` (participant -> its 0-based channel and
     the span of the timeline it was present for), `omitted_legs` for participants missing
     from that file; and, as the seed asks, each participant's own mono file under
     `participant_files`."""
-    fields: dict[str, Any] = {
-        "participant_files": {key: where(path) for key, path in result.tracks.items()}
-    }
+    fields = MultiChannelFields(
+        participant_files={key: where(path) for key, path in result.tracks.items()}
+    )
     merged = list(result.tracks)[:MAX_MERGED_CHANNELS] if result.merged is not None else []
     if result.merged is not None:
         fields["multi_channel_file"] = where(result.merged)
         fields["channels"] = {
-            key: {
-                "channel": index,
-                "start_ms": result.spans.get(key, (0, 0))[0],
-                "end_ms": result.spans.get(key, (0, 0))[1],
-            }
+            key: ChannelSpan(
+                channel=index,
+                start_ms=result.spans.get(key, (0, 0))[0],
+                end_ms=result.spans.get(key, (0, 0))[1],
+            )
             for index, key in enumerate(merged)
         }
     omitted = [key for key in result.spans if key not in merged]
@@ -189,9 +209,7 @@ class RecordingManager:
         handoff = FrameHandoff()
         tap = LegRecorderTap(handoff)
         recorder = Recorder(f"leg-{leg.id}", handoff, LegRecordingSink(writer))
-        recording = Recording(
-            "leg", leg.id, writer.path, tap, recorder, self._leg_publisher(leg), s3
-        )
+        recording = Recording("leg", leg.id, writer.path, tap, recorder, leg.publish, s3)
         recording.attachment = self.service.engine.add_leg_tap(leg.id, tap)
         self._begin(key, recording)
         log.info("recording leg %s to %s (%d Hz stereo)", leg.id, recording.file, rate)
@@ -216,9 +234,8 @@ class RecordingManager:
         handoff = FrameHandoff()
         tap = RoomRecorderTap(handoff, multi_channel)
         recorder = Recorder(f"room-{room.id}", handoff, sink)
-        recording = Recording(
-            "room", room.id, writer.path, tap, recorder, self._room_publisher(room), s3
-        )
+        publish = partial(self.service.rooms.publish, room)
+        recording = Recording("room", room.id, writer.path, tap, recorder, publish, s3)
         recording.multi_channel = multi_channel
         recording.attachment = self.service.engine.add_room_tap(room.id, tap)
         self._begin(key, recording)
@@ -228,19 +245,7 @@ class RecordingManager:
     def _begin(self, key: tuple[str, str], recording: Recording) -> None:
         self.active[key] = recording
         recording.recorder.start()
-        recording.publish("recording.started", file=recording.file)
-
-    def _leg_publisher(self, leg: Leg) -> Callable[..., None]:
-        def publish(event_type: str, **fields: Any) -> None:
-            self.service.publish_leg_event(leg, event_type, **fields)
-
-        return publish
-
-    def _room_publisher(self, room: Room) -> Callable[..., None]:
-        def publish(event_type: str, **fields: Any) -> None:
-            self.service.rooms.publish(room, event_type, **fields)
-
-        return publish
+        recording.publish(RecordingStarted(file=recording.file))
 
     # ---- pause / resume ----
 
@@ -260,8 +265,8 @@ class RecordingManager:
         if recording.paused == paused:
             return "already_paused" if paused else "not_paused"
         recording.tap.paused = paused  # read by the tap on the next tick
-        event = "recording.paused" if paused else "recording.resumed"
-        recording.publish(event, file=recording.file)
+        event_class = RecordingPaused if paused else RecordingResumed
+        recording.publish(event_class(file=recording.file))
         return "paused" if paused else "resumed"
 
     # ---- stop ----
@@ -310,7 +315,7 @@ class RecordingManager:
         except Exception as exc:
             log.error("recording %s could not be finalised: %s", recording.path, exc)
             recording.publish(
-                "recording.finished", file=str(recording.path), error=f"finalising failed: {exc}"
+                RecordingFinished(file=str(recording.path), error=f"finalising failed: {exc}")
             )
             return
         if result.dropped_frames:
@@ -319,7 +324,6 @@ class RecordingManager:
                 recording.path,
                 result.dropped_frames * FRAME_MS,
             )
-        fields: dict[str, Any] = {"duration_ms": result.duration_ms}
         errors = [result.error] if result.error else []
         uploaded: dict[Path, str] = {}
         if recording.s3 is not None:
@@ -327,9 +331,9 @@ class RecordingManager:
                 uploaded = await self._upload(recording.s3, result.files, errors)
             except asyncio.CancelledError:
                 errors.append("upload interrupted by shutdown")
-                self._publish_finished(recording, result, uploaded, errors, fields)
+                self._publish_finished(recording, result, uploaded, errors)
                 raise
-        self._publish_finished(recording, result, uploaded, errors, fields)
+        self._publish_finished(recording, result, uploaded, errors)
 
     async def _upload(
         self, target: S3Target, files: list[Path], errors: list[str]
@@ -350,20 +354,19 @@ class RecordingManager:
         result: RecordingResult,
         uploaded: dict[Path, str],
         errors: list[str],
-        fields: dict[str, Any],
     ) -> None:
         def where(path: Path) -> str:
             return uploaded.get(path, str(path))
 
-        fields["file"] = where(result.files[0])
-        if recording.s3 is not None:
-            fields["local_file"] = str(result.files[0])
-        if recording.multi_channel:
-            fields.update(multi_channel_fields(result, where))
-        if errors:
-            fields["error"] = "; ".join(errors)
-        recording.publish("recording.finished", **fields)
-        log.info("recording %s finished (%d ms)", fields["file"], result.duration_ms)
+        event = RecordingFinished(
+            file=where(result.files[0]),
+            duration_ms=result.duration_ms,
+            local_file=str(result.files[0]) if recording.s3 is not None else None,
+            error="; ".join(errors) if errors else None,
+            **(multi_channel_fields(result, where) if recording.multi_channel else {}),
+        )
+        recording.publish(event)
+        log.info("recording %s finished (%d ms)", event.file, result.duration_ms)
 
     def answer_fields(self, recording: Recording) -> dict[str, Any]:
         """The DELETE answer's file fields, for a recording whose files are final."""

@@ -10,6 +10,8 @@ from typing import TYPE_CHECKING, Any
 from callboard.core.errors import BadRequest, CallboardError, Conflict, NotFound
 from callboard.core.leg import Leg, LegState, LegType
 from callboard.core.room import Room, check_sample_rate
+from callboard.events.base import LegOrRoomEvent, RoomEvent
+from callboard.events.types import LegJoinedRoom, LegLeftRoom, RoomCreated, RoomDeleted
 from callboard.events.webhooks import WebhookTarget
 
 if TYPE_CHECKING:
@@ -41,10 +43,9 @@ class RoomManager:
     def list(self) -> list[Room]:
         return list(self.rooms.values())
 
-    def publish(self, room: Room, event_type: str, **fields: Any) -> None:
-        if room.app_id:
-            fields.setdefault("app_id", room.app_id)
-        self.service.bus.publish(event_type, room_id=room.id, **fields)
+    def publish(self, room: Room, event: RoomEvent | LegOrRoomEvent) -> None:
+        """An event about `room`: it carries the room's id, and its app_id when it has one."""
+        self.service.bus.publish(event, room_id=room.id, app_id=room.app_id or None)
 
     # ---- create / delete ----
 
@@ -85,7 +86,7 @@ class RoomManager:
         )
         self.rooms[room.id] = room
         self.service.engine.room(room.id, rate)
-        self.publish(room, "room.created")
+        self.publish(room, RoomCreated())
         return room
 
     def delete(self, room_id: str) -> None:
@@ -113,7 +114,7 @@ class RoomManager:
             self.ended_webhooks.popitem(last=False)
         del self.rooms[room.id]
         if recording_end is None:
-            self.publish(room, "room.deleted")
+            self.publish(room, RoomDeleted())
         else:
             # room.deleted is the room's last event: it waits for recording.finished (the
             # file is finalised, and uploaded, off the loop), however long that takes. Until
@@ -123,7 +124,7 @@ class RoomManager:
 
     def _closed(self, room: Room) -> None:
         self._closing.discard(room.id)
-        self.publish(room, "room.deleted")
+        self.publish(room, RoomDeleted())
 
     def _drop_if_abandoned(self, room: Room) -> None:
         if room.auto_created and room.empty:
@@ -184,7 +185,7 @@ class RoomManager:
         if media is not None:
             # One synchronous step between two ticks: no frame is lost in a move.
             self.service.engine.join_room(media, room.id)
-        self.service.publish_leg_event(leg, "leg.joined_room", room_id=room.id)
+        self.service.publish_leg_event(leg, LegJoinedRoom(room_id=room.id))
         if previous is not None and previous is not room:
             self._drop_if_abandoned(previous)
 
@@ -195,7 +196,7 @@ class RoomManager:
         media = self.service.engine.get(leg.id)
         if media is not None and media.room is not None and media.room.key == room.id:
             self.service.engine.leave_room(media)
-        self.service.publish_leg_event(leg, "leg.left_room", room_id=room.id)
+        self.service.publish_leg_event(leg, LegLeftRoom(room_id=room.id))
 
     def remove_leg(self, room_id: str, leg_id: str) -> None:
         room = self.get(room_id)

@@ -23,8 +23,16 @@ from callboard.core.recording import RecordingManager
 from callboard.core.rooms import RoomManager
 from callboard.core.sip_leg import SipLeg
 from callboard.core.ws_participant import WsParticipants
-from callboard.events.bus import Event, EventBus
+from callboard.events.base import LegEvent, LegOrRoomEvent
+from callboard.events.bus import Envelope, EventBus
 from callboard.events.metrics import Metrics
+from callboard.events.types import (
+    Cdr,
+    LegDisconnected,
+    LegRinging,
+    SpeakingStarted,
+    SpeakingStopped,
+)
 from callboard.events.webhooks import WebhookTarget
 from callboard.media.codecs import normalize_codec_name
 from callboard.media.engine import MediaEngine
@@ -145,18 +153,14 @@ class CallService:
 
     # ---- events ----
 
-    def publish_leg_event(self, leg: Leg, event_type: str, **fields: Any) -> Event:
-        if leg.app_id:
-            fields.setdefault("app_id", leg.app_id)
-        return self.bus.publish(event_type, leg_id=leg.id, **fields)
-
-    def publish_ringing(self, leg: Leg, **fields: Any) -> None:
-        self.publish_leg_event(leg, "leg.ringing", **fields)
+    def publish_leg_event(self, leg: Leg, event: LegEvent | LegOrRoomEvent) -> Envelope:
+        """An event about `leg`: it carries the leg's id, and its app_id when it has one."""
+        return self.bus.publish(event, leg_id=leg.id, app_id=leg.app_id or None)
 
     def status(self, word: str, **extra: Any) -> dict[str, Any]:
         return {"instance_id": self.settings.instance_id, "status": word, **extra}
 
-    def resolve_webhook(self, event: Event) -> WebhookTarget | None:
+    def resolve_webhook(self, event: Envelope) -> WebhookTarget | None:
         """API-NOTES routing: the leg's webhook, else the room's, else the global one."""
         leg_id = event.get("leg_id")
         room_id = event.get("room_id")
@@ -214,8 +218,8 @@ class CallService:
                 speaking.close()  # no speaking events while muted: close the open pair now
 
     def _speaking_changed(self, leg: Leg, change: str) -> None:
-        fields = {"room_id": leg.room_id} if leg.room_id else {}
-        self.publish_leg_event(leg, f"speaking.{change}", **fields)
+        event_class = SpeakingStarted if change == "started" else SpeakingStopped
+        self.publish_leg_event(leg, event_class(room_id=leg.room_id or None))
 
     def media_ready(self, leg: Leg) -> None:
         """The leg reached early_media or connected: a pending room join happens now, and a
@@ -253,20 +257,17 @@ class CallService:
         self.engine.detach(leg.id)
         total = now - leg.created_at
         answered = now - leg.answered_at if leg.answered_at is not None else 0.0
-        cdr = {
-            "reason": reason,
-            "duration_total": round(total, 3),
-            "duration_answered": round(answered, 3),
-        }
-        fields: dict[str, Any] = {"leg_type": leg.type.value, "cdr": cdr}
-        quality = leg.quality()
-        if quality is not None:
-            fields["quality"] = quality
+        cdr = Cdr(
+            reason=reason,
+            duration_total=round(total, 3),
+            duration_answered=round(answered, 3),
+        )
+        event = LegDisconnected(leg_type=leg.type.value, cdr=cdr, quality=leg.quality())
         self._ended_webhooks[leg.id] = webhook
         while len(self._ended_webhooks) > ENDED_WEBHOOK_MEMORY:
             self._ended_webhooks.popitem(last=False)
         self.legs.pop(leg.id, None)
-        self.publish_leg_event(leg, "leg.disconnected", **fields)
+        self.publish_leg_event(leg, event)
         self.metrics.leg_ended(leg.type.value, reason, answered, total)
         log.info("leg %s ended: %s after %.1fs", leg.id, reason, total)
 
@@ -378,13 +379,12 @@ class CallService:
         self._register(leg)
         if self.settings.inbound_ring_timeout > 0:
             leg.start_ring_timer(self.settings.inbound_ring_timeout)
-        self.publish_ringing(
-            leg,
-            **{
-                "from": str(request.from_addr.uri),
-                "to": str(request.to_addr.uri),
-                "sip_headers": leg.sip_headers or {},
-            },
+        leg.publish(
+            LegRinging(
+                from_=str(request.from_addr.uri),
+                to=str(request.to_addr.uri),
+                sip_headers=leg.sip_headers or {},
+            )
         )
 
     # ---- timeouts ----

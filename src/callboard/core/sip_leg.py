@@ -4,10 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from callboard.core.errors import BadRequest, Conflict
 from callboard.core.leg import Leg, LegState, LegType
+from callboard.events.types import (
+    LegConnected,
+    LegEarlyMedia,
+    LegHold,
+    LegRinging,
+    LegUnhold,
+    Quality,
+)
 from callboard.rtp.session import RtpSession
 from callboard.sdp.negotiation import NegotiatedMedia
 from callboard.sip.call_events import (
@@ -88,12 +96,13 @@ class SipLeg(Leg):
         match event:
             case Ringing():
                 if self.type is LegType.SIP_OUTBOUND:
-                    fields = {"uri": self.dialed_uri, "from": call.invite_from}
-                    self.service.publish_ringing(self, **{k: v for k, v in fields.items() if v})
+                    # Each only when known (an empty value is not sent either).
+                    uri, caller = self.dialed_uri or None, call.invite_from or None
+                    self.publish(LegRinging(uri=uri, from_=caller))
             case EarlyMedia(media):
                 self._apply_media(media)
                 self.set_state(LegState.EARLY_MEDIA)
-                self.publish("leg.early_media", leg_type=self.type.value)
+                self.publish(LegEarlyMedia(leg_type=self.type.value))
                 self.service.media_ready(self)
             case Answered(media):
                 self._apply_media(media)
@@ -111,7 +120,7 @@ class SipLeg(Leg):
         loop = asyncio.get_running_loop()
         self.answered_at = self.service.now()
         self.set_state(LegState.CONNECTED)
-        self.publish("leg.connected", leg_type=self.type.value)
+        self.publish(LegConnected(leg_type=self.type.value))
         if self.max_duration > 0:
             self._timers.append(loop.call_later(self.max_duration, self.hangup, "max_duration"))
         self.service.media_ready(self)
@@ -124,7 +133,7 @@ class SipLeg(Leg):
         if self.state in (LegState.CONNECTED, LegState.HELD):
             self.set_state(LegState.HELD if held else LegState.CONNECTED)
         self.service.hold_changed(self)
-        self.publish("leg.hold" if held else "leg.unhold", leg_type=self.type.value)
+        self.publish((LegHold if held else LegUnhold)(leg_type=self.type.value))
 
     # ---- operations ----
 
@@ -181,7 +190,7 @@ class SipLeg(Leg):
         if media is not None:
             self._apply_media(media)
         self.set_state(LegState.EARLY_MEDIA)
-        self.publish("leg.early_media", leg_type=self.type.value)
+        self.publish(LegEarlyMedia(leg_type=self.type.value))
         self.service.media_ready(self)
 
     def hold(self, on: bool) -> None:
@@ -236,7 +245,7 @@ class SipLeg(Leg):
         if self.rtp is not None:
             self.rtp.close()
 
-    def quality(self) -> dict[str, Any] | None:
+    def quality(self) -> Quality | None:
         if self.rtp is None:
             return None
         stats = self.rtp.stats

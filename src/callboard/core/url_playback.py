@@ -26,6 +26,7 @@ from callboard.core.downloads import (
     shown_url,
 )
 from callboard.core.playback import Playback, Publish
+from callboard.events.types import PlaybackStarted
 from callboard.media.file_decoder import ByteFeed, DecodeError, decode_frames, raw_format_for_mime
 from callboard.media.frames import FRAME_MS, silence
 
@@ -191,7 +192,7 @@ class UrlPlayback(Playback):
             frame = replayed
         if not self._started:
             self._started = True
-            self.publish("playback.started", playback_id=self.id)
+            self.publish(PlaybackStarted(playback_id=self.id))
         return self.scaled(frame)
 
     def _from_memory(self) -> np.ndarray | None:

@@ -1,4 +1,5 @@
-"""The in-process event bus: one envelope, handed synchronously to every sink.
+"""The in-process event bus: typed events in, one JSON envelope out, handed synchronously to
+every sink.
 
 Publishers include the media clock and SIP datagram callbacks, so `publish` is cheap, never
 awaits and never raises. Sinks only enqueue; delivery (HTTP, WebSocket) happens in their own
@@ -15,15 +16,15 @@ from datetime import UTC, datetime
 from enum import Enum
 from typing import Any
 
+from callboard.events.base import Event, payload_keys
+
 logger = logging.getLogger(__name__)
 
-Event = dict[str, Any]
-"""The envelope: `type`, `timestamp`, `instance_id` and the event's own fields, flat."""
+Envelope = dict[str, Any]
+"""An event on the wire: `type`, `timestamp`, `instance_id`, the ids of the leg or room it is
+about, `app_id` when that leg or room has one, and the event's own fields, flat."""
 
-Sink = Callable[[Event], None]
-
-# The bus owns these keys; a publisher passing one as a field would corrupt the envelope.
-_ENVELOPE_KEYS = frozenset({"type", "timestamp", "instance_id"})
+Sink = Callable[[Envelope], None]
 
 
 def utc_timestamp(now: datetime | None = None) -> str:
@@ -52,7 +53,7 @@ def _finite(value: Any) -> Any:
     return value
 
 
-def event_json(event: Event) -> str:
+def event_json(event: Envelope) -> str:
     """The wire form shared by webhooks, VSI and anything else: compact JSON text."""
     try:
         return json.dumps(
@@ -85,26 +86,46 @@ class EventBus:
     def sink_count(self) -> int:
         return len(self._sinks)
 
-    def publish(self, type: str, **fields: Any) -> Event:
+    def publish(
+        self,
+        event: Event,
+        *,
+        leg_id: str | None = None,
+        room_id: str | None = None,
+        app_id: str | None = None,
+    ) -> Envelope:
         """Build the envelope, hand it to every sink, return it. Never raises.
 
-        Sinks share the returned dict and must treat it as read-only.
+        The ids and `app_id` come from the owner's publish helper (see events/base.py); like
+        the event's own fields, they are sent only when not None. Sinks share the returned
+        dict and must treat it as read-only.
         """
-        event: Event = {"type": type, "timestamp": utc_timestamp(), "instance_id": self.instance_id}
+        kind = event.type
+        envelope: Envelope = {
+            "type": kind,
+            "timestamp": utc_timestamp(),
+            "instance_id": self.instance_id,
+        }
         try:
-            for key, value in fields.items():
-                if key in _ENVELOPE_KEYS:
-                    logger.debug("event %s: ignoring reserved field %r", type, key)
-                    continue
-                event[key] = value
+            if leg_id is not None:
+                envelope["leg_id"] = leg_id
+            if room_id is not None:
+                envelope["room_id"] = room_id
+            if app_id is not None:
+                envelope["app_id"] = app_id
+            # The keys are worked out once per class: no dataclass reflection per event.
+            for attribute, key in payload_keys(type(event)):
+                value = getattr(event, attribute)
+                if value is not None:
+                    envelope[key] = value
             if logger.isEnabledFor(logging.DEBUG):
                 # Debug only: events carry caller content (DTMF digits, transcripts).
-                logger.debug("event %s", event_json(event))
+                logger.debug("event %s", event_json(envelope))
         except Exception:
-            logger.exception("event %s: could not build or log the envelope", type)
+            logger.exception("event %s: could not build or log the envelope", kind)
         for sink in self._sinks:
             try:
-                sink(event)
+                sink(envelope)
             except Exception:
-                logger.exception("event sink %r raised on %s; skipped", sink, type)
-        return event
+                logger.exception("event sink %r raised on %s; skipped", sink, kind)
+        return envelope

@@ -14,7 +14,7 @@ import re
 from collections import deque
 from typing import Any
 
-from callboard.events.bus import Event, event_json, utc_timestamp
+from callboard.events.bus import Envelope, event_json, utc_timestamp
 
 logger = logging.getLogger(__name__)
 
@@ -35,7 +35,7 @@ class _Outgoing:
 
     __slots__ = ("_text", "event")
 
-    def __init__(self, event: Event) -> None:
+    def __init__(self, event: Envelope) -> None:
         self.event = event
         self._text: str | None = None
 
@@ -93,7 +93,7 @@ class VsiSubscriber:
         """Messages (events and controls) waiting for next_message."""
         return len(self._buffer)
 
-    def matches(self, event: Event) -> bool:
+    def matches(self, event: Envelope) -> bool:
         if self._pattern is None:
             return True
         app_id = event.get("app_id")
@@ -107,7 +107,7 @@ class VsiSubscriber:
             self._verdicts[app_id] = verdict
         return verdict
 
-    def offer(self, event: Event) -> None:
+    def offer(self, event: Envelope) -> None:
         """Filter and buffer one event. Never blocks."""
         self._offer(_Outgoing(event))
 
@@ -184,7 +184,7 @@ class VsiHub:
         # Copy-on-write so that a subscriber leaving mid fan-out cannot break the iteration.
         self._subscribers: tuple[VsiSubscriber, ...] = ()
 
-    def __call__(self, event: Event) -> None:
+    def __call__(self, event: Envelope) -> None:
         if not self._subscribers:
             return
         outgoing = _Outgoing(event)

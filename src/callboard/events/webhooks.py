@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 
 import httpx
 
-from callboard.events.bus import Event, event_json
+from callboard.events.bus import Envelope, event_json
 
 logger = logging.getLogger(__name__)
 
@@ -80,7 +80,7 @@ class WebhookStats:
 @dataclass(slots=True)
 class _Delivery:
     target: WebhookTarget
-    event: Event
+    event: Envelope
     attempts: int = 0
     last_outcome: str = ""
     # Serialised and signed once, on the first attempt, so every retry sends identical bytes.
@@ -88,7 +88,7 @@ class _Delivery:
     headers: dict[str, str] = field(default_factory=dict)
 
 
-def ordering_key(event: Event, target: WebhookTarget) -> Hashable:
+def ordering_key(event: Envelope, target: WebhookTarget) -> Hashable:
     leg_id = event.get("leg_id")
     if leg_id is not None:
         return ("leg", str(leg_id))
@@ -101,7 +101,7 @@ def ordering_key(event: Event, target: WebhookTarget) -> Hashable:
 class WebhookSink:
     def __init__(
         self,
-        resolve: Callable[[Event], WebhookTarget | None],
+        resolve: Callable[[Envelope], WebhookTarget | None],
         *,
         timeout: float = 10.0,
         attempts: int = 3,
@@ -135,7 +135,7 @@ class WebhookSink:
 
     # -- the synchronous side: called by the bus on the publisher's stack -------------------
 
-    def __call__(self, event: Event) -> None:
+    def __call__(self, event: Envelope) -> None:
         """Route and enqueue one event. Never blocks and never raises."""
         try:
             target = self._resolve(event)
@@ -149,7 +149,7 @@ class WebhookSink:
         except Exception:
             logger.exception("webhook enqueue failed for %s", event.get("type"))
 
-    def _enqueue(self, event: Event, target: WebhookTarget) -> None:
+    def _enqueue(self, event: Envelope, target: WebhookTarget) -> None:
         if not self._accepting or self._outstanding >= self._max_queue:
             self._drop()
             return

@@ -6,6 +6,7 @@ import json
 import pytest
 
 from callboard.events.bus import EventBus, event_json
+from callboard.events.types import LegConnected, LegMuted
 from callboard.events.vsi import MAX_CONTROLS, VsiClosed, VsiHub, VsiSubscriber
 
 
@@ -79,7 +80,7 @@ async def test_next_message_waits_then_gets_the_event_text() -> None:
     waiter = asyncio.create_task(sub.next_message())
     await asyncio.sleep(0.01)
     assert not waiter.done()
-    event = EventBus("i").publish("leg.muted", leg_id="L")
+    event = EventBus("i").publish(LegMuted(), leg_id="L")
     sub.offer(event)
     text = await asyncio.wait_for(waiter, 1)
     assert text == event_json(event)  # the same bytes a webhook body would carry
@@ -121,8 +122,9 @@ async def test_hub_is_a_bus_sink_for_every_subscriber() -> None:
     hub.unsubscribe(gone)
     assert hub.count == 2
 
-    bus.publish("leg.connected", leg_id="A", app_id="sales")
-    bus.publish("leg.connected", leg_id="B", app_id="other")
+    connected = LegConnected(leg_type="sip_inbound")
+    bus.publish(connected, leg_id="A", app_id="sales")
+    bus.publish(connected, leg_id="B", app_id="other")
 
     assert [m["leg_id"] for m in await take(everyone, 2)] == ["A", "B"]
     assert [m["leg_id"] for m in await take(sales, 1)] == ["A"]

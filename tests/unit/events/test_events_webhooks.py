@@ -7,16 +7,30 @@ import json
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
 
-from callboard.events.bus import Event, EventBus, event_json
+from callboard.events.base import LegOrRoomEvent
+from callboard.events.bus import Envelope, EventBus, event_json
+from callboard.events.types import LegConnected, LegHold, RoomCreated
 from callboard.events.webhooks import WebhookSink, WebhookTarget, redact_url, sign
 from tests.unit.events.webhook_receiver import HttpReceiver, Received
 
 
-def fixed(target: WebhookTarget | None) -> Callable[[Event], WebhookTarget | None]:
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Probe(LegOrRoomEvent):
+    """A stand-in event of no particular type: `n` tells the deliveries apart."""
+
+    type = "e"
+    n: object = None
+
+
+CONNECTED = LegConnected(leg_type="sip_inbound")
+
+
+def fixed(target: WebhookTarget | None) -> Callable[[Envelope], WebhookTarget | None]:
     return lambda _event: target
 
 
@@ -71,7 +85,7 @@ async def test_signed_delivery_of_exact_bytes(
     receiver: HttpReceiver, sinks: list[WebhookSink]
 ) -> None:
     bus, sink = await make_sink(sinks, WebhookTarget(receiver.url, "s3cret"))
-    event = bus.publish("stt.text", leg_id="L1", text="café ñ", is_final=True)
+    event = bus.publish(Probe(n="café ñ"), leg_id="L1")
     await receiver.wait_for(1)
     await wait_until(lambda: sink.stats.delivered == 1)
 
@@ -90,7 +104,7 @@ async def test_no_signature_without_secret(
     receiver: HttpReceiver, sinks: list[WebhookSink]
 ) -> None:
     bus, _sink = await make_sink(sinks, WebhookTarget(receiver.url))
-    bus.publish("room.created", room_id="R")
+    bus.publish(RoomCreated(), room_id="R")
     await receiver.wait_for(1)
     assert "x-signature-256" not in receiver.requests[0].headers
 
@@ -100,7 +114,7 @@ async def test_retry_after_500_succeeds_on_attempt_two_with_backoff(
 ) -> None:
     receiver.decide = fail_first(1)
     bus, sink = await make_sink(sinks, WebhookTarget(receiver.url, "k"), backoff=0.3)
-    bus.publish("leg.connected", leg_id="L")
+    bus.publish(CONNECTED, leg_id="L")
     await wait_until(lambda: sink.stats.delivered == 1)
 
     first, second = receiver.requests
@@ -119,7 +133,7 @@ async def test_gives_up_after_three_attempts_and_logs_without_secret(
     url = receiver.url + "?token=tok123"
     bus, sink = await make_sink(sinks, WebhookTarget(url, "topsecret"), backoff=0.1)
     with caplog.at_level(logging.INFO, logger="callboard.events.webhooks"):
-        bus.publish("leg.hold", leg_id="L")
+        bus.publish(LegHold(leg_type="sip_inbound"), leg_id="L")
         await wait_until(lambda: sink.stats.failed == 1)
         await asyncio.sleep(0.35)  # long enough for a (wrong) fourth attempt to show up
 
@@ -146,7 +160,7 @@ async def test_timeout_counts_as_a_failed_attempt(
         sinks, WebhookTarget(receiver.url), timeout=0.3, backoff=0.05, attempts=2
     )
     started = time.monotonic()
-    bus.publish("leg.connected", leg_id="L")
+    bus.publish(CONNECTED, leg_id="L")
     await wait_until(lambda: sink.stats.delivered == 1)
 
     assert len(receiver.requests) == 2
@@ -160,7 +174,7 @@ async def test_connection_refused_fails_after_all_attempts(sinks: list[WebhookSi
     dead_url = rx.url
     await rx.stop()  # nothing listens on that port any more
     bus, sink = await make_sink(sinks, WebhookTarget(dead_url), backoff=0.01, attempts=3)
-    bus.publish("leg.connected", leg_id="L")
+    bus.publish(CONNECTED, leg_id="L")
     await wait_until(lambda: sink.stats.failed == 1)
     assert (sink.stats.retried, sink.stats.delivered) == (2, 0)
 
@@ -179,13 +193,13 @@ async def test_per_key_order_holds_while_first_event_retries(
 
     receiver.decide = decide
     bus, sink = await make_sink(sinks, WebhookTarget(receiver.url), backoff=0.3)
-    bus.publish("e", leg_id="A", n="A1")
-    bus.publish("e", leg_id="A", n="A2")
-    bus.publish("e", room_id="R", n="R1")
-    bus.publish("e", leg_id="A", n="A3")
-    bus.publish("e", room_id="R", n="R2")
-    bus.publish("e", n="U1")  # neither leg nor room: ordered by URL
-    bus.publish("e", n="U2")
+    bus.publish(Probe(n="A1"), leg_id="A")
+    bus.publish(Probe(n="A2"), leg_id="A")
+    bus.publish(Probe(n="R1"), room_id="R")
+    bus.publish(Probe(n="A3"), leg_id="A")
+    bus.publish(Probe(n="R2"), room_id="R")
+    bus.publish(Probe(n="U1"))  # neither leg nor room: ordered by URL
+    bus.publish(Probe(n="U2"))
     await wait_until(lambda: sink.stats.delivered == 7)
 
     seen = [r.json()["n"] for r in receiver.requests]
@@ -204,8 +218,8 @@ async def test_one_request_in_flight_per_key(
     receiver.gate = asyncio.Event()
     bus, sink = await make_sink(sinks, WebhookTarget(receiver.url), concurrency=8)
     for n in ("A1", "A2", "A3"):
-        bus.publish("e", leg_id="A", n=n)
-    bus.publish("e", leg_id="B", n="B1")
+        bus.publish(Probe(n=n), leg_id="A")
+    bus.publish(Probe(n="B1"), leg_id="B")
     await receiver.wait_for(2)
     await asyncio.sleep(0.1)  # time for a (wrong) second request of key A to arrive
     assert sorted(r.json()["n"] for r in receiver.requests) == ["A1", "B1"]
@@ -225,7 +239,7 @@ async def test_concurrency_bounds_requests_in_flight(
     receiver.gate = asyncio.Event()
     bus, sink = await make_sink(sinks, WebhookTarget(receiver.url), concurrency=3)
     for i in range(10):
-        bus.publish("e", leg_id=f"L{i}")
+        bus.publish(Probe(), leg_id=f"L{i}")
     await receiver.wait_for(3)
     await asyncio.sleep(0.1)
     assert len(receiver.requests) == 3
@@ -240,7 +254,7 @@ async def test_queue_full_drops_and_counts(
     bus, sink = await make_sink(sinks, WebhookTarget(receiver.url), start=False, max_queue=3)
     with caplog.at_level(logging.WARNING, logger="callboard.events.webhooks"):
         for i in range(6):
-            bus.publish("e", leg_id=f"L{i % 2}", n=i)
+            bus.publish(Probe(n=i), leg_id=f"L{i % 2}")
     assert sink.stats.dropped == 3
     assert sink.queued == 3
     assert len(caplog.records) == 1  # rate limited: one warning for the burst
@@ -253,13 +267,13 @@ async def test_queue_full_drops_and_counts(
 async def test_close_drains_the_queue(receiver: HttpReceiver, sinks: list[WebhookSink]) -> None:
     bus, sink = await make_sink(sinks, WebhookTarget(receiver.url), concurrency=2)
     for i in range(30):
-        bus.publish("e", leg_id=f"L{i % 3}", n=i)
+        bus.publish(Probe(n=i), leg_id=f"L{i % 3}")
     await sink.close(drain_timeout=5)
 
     assert sink.stats.delivered == 30
     assert sorted(b["n"] for b in receiver.bodies()) == list(range(30))
     assert (sink.queued, sink.active_keys, sink.stats.dropped) == (0, 0, 0)
-    bus.publish("e", leg_id="late")  # after close: dropped, not raised
+    bus.publish(Probe(), leg_id="late")  # after close: dropped, not raised
     assert sink.stats.dropped == 1
 
 
@@ -268,8 +282,8 @@ async def test_close_gives_up_after_drain_timeout(
 ) -> None:
     receiver.decide = lambda _req: None  # every request hangs
     bus, sink = await make_sink(sinks, WebhookTarget(receiver.url), timeout=30)
-    bus.publish("e", leg_id="A")
-    bus.publish("e", leg_id="B")
+    bus.publish(Probe(), leg_id="A")
+    bus.publish(Probe(), leg_id="B")
     await receiver.wait_for(2)
     started = time.monotonic()
     await sink.close(drain_timeout=0.2)
@@ -283,19 +297,19 @@ async def test_unrouted_and_raising_resolver_send_nothing(
 ) -> None:
     target = WebhookTarget(receiver.url)
 
-    def resolve(event: Event) -> WebhookTarget | None:
-        if event["type"] == "boom":
+    def resolve(event: Envelope) -> WebhookTarget | None:
+        if event["n"] == "boom":
             raise KeyError("no such leg")
-        return target if event["type"] == "routed" else None
+        return target if event["n"] == "routed" else None
 
     sink = WebhookSink(resolve)
     sinks.append(sink)
     await sink.start()
     bus = EventBus("i")
     bus.add_sink(sink)
-    bus.publish("unrouted")
-    bus.publish("boom")
-    bus.publish("routed")
+    bus.publish(Probe(n="unrouted"))
+    bus.publish(Probe(n="boom"))
+    bus.publish(Probe(n="routed"))
     await sink.close()
-    assert [b["type"] for b in receiver.bodies()] == ["routed"]
+    assert [b["n"] for b in receiver.bodies()] == ["routed"]
     assert sink.stats.delivered == 1

@@ -18,6 +18,8 @@ from callboard.core import url_playback
 from callboard.core.errors import BadRequest, Conflict, NotFound
 from callboard.core.playback import MAX_PLAYBACKS, Playback, Playbacks
 from callboard.core.playback_requests import PlaybackSpec, new_playback
+from callboard.events.base import LegOrRoomEvent
+from callboard.events.bus import EventBus
 from callboard.media.engine import FrameSource, _sum_sources
 from tests.helpers.audio import dominant_frequency, level_dbfs, tone
 from tests.helpers.audio_files import wav_bytes
@@ -35,11 +37,15 @@ class Host:
 
 
 class Events:
+    """The playbacks' events as a sink of a real bus sees them (for a leg L)."""
+
     def __init__(self) -> None:
         self.seen: list[dict[str, Any]] = []
+        self._bus = EventBus("test")
+        self._bus.add_sink(self.seen.append)
 
-    def publish(self, event_type: str, **fields: Any) -> None:
-        self.seen.append({"type": event_type, **fields})
+    def publish(self, event: LegOrRoomEvent) -> None:
+        self._bus.publish(event, leg_id="L")
 
     def types(self) -> list[str]:
         return [e["type"] for e in self.seen]

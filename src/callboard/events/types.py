@@ -1,0 +1,255 @@
+"""Every event Callboard publishes, one frozen dataclass per type, and their registry.
+
+Field names are the JSON keys of the envelope (a trailing underscore is dropped: `from_` is
+sent as `from`); a field left None is not sent. Nested objects are TypedDicts, so they are
+typed here yet go on the wire as the plain dicts they are. API-NOTES "Events" documents these
+types; tests/unit/events/test_event_types.py keeps the two in step.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TypedDict
+
+from callboard.events.base import Event, LegEvent, LegOrRoomEvent, RoomEvent, event_keys
+
+# ---- nested payloads ----
+
+
+class Cdr(TypedDict):
+    reason: str
+    duration_total: float  # seconds since the leg was created
+    duration_answered: float  # seconds since it was answered (0 if never)
+
+
+class Quality(TypedDict):
+    mos_score: float | None  # None (null) when no MOS could be computed
+    rtp_packets_received: int
+    rtp_packets_lost: int
+    rtp_jitter_ms: float
+
+
+class ChannelSpan(TypedDict):
+    """One participant's channel of a multi-channel room recording."""
+
+    channel: int  # 0-based, in join order
+    start_ms: int
+    end_ms: int
+
+
+# ---- legs ----
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LegRinging(LegEvent):
+    """Inbound: `from`, `to`, `sip_headers` (the INVITE's X-* headers). Outbound: `uri` as the
+    API caller gave it and `from`, each only when known."""
+
+    type = "leg.ringing"
+    from_: str | None = None
+    to: str | None = None
+    sip_headers: dict[str, str] | None = None
+    uri: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _LegStateEvent(LegEvent):
+    leg_type: str  # LegType value: sip_inbound, sip_outbound, webrtc
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LegEarlyMedia(_LegStateEvent):
+    type = "leg.early_media"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LegConnected(_LegStateEvent):
+    type = "leg.connected"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LegHold(_LegStateEvent):
+    type = "leg.hold"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LegUnhold(_LegStateEvent):
+    type = "leg.unhold"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LegDisconnected(_LegStateEvent):
+    """The one event every leg ends with."""
+
+    type = "leg.disconnected"
+    cdr: Cdr
+    quality: Quality | None = None  # None when no media arrived
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LegJoinedRoom(LegEvent):
+    type = "leg.joined_room"
+    room_id: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LegLeftRoom(LegEvent):
+    type = "leg.left_room"
+    room_id: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LegMuted(LegEvent):
+    type = "leg.muted"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LegUnmuted(LegEvent):
+    type = "leg.unmuted"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LegDeaf(LegEvent):
+    type = "leg.deaf"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LegUndeaf(LegEvent):
+    type = "leg.undeaf"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DtmfReceived(LegEvent):
+    type = "dtmf.received"
+    digit: str
+    seq: int  # per-leg counter from 1
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _SpeakingEvent(LegEvent):
+    room_id: str | None = None  # only while the leg is in a room
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SpeakingStarted(_SpeakingEvent):
+    type = "speaking.started"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SpeakingStopped(_SpeakingEvent):
+    type = "speaking.stopped"
+
+
+# ---- playbacks and recordings (of a leg or of a room) ----
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PlaybackStarted(LegOrRoomEvent):
+    type = "playback.started"
+    playback_id: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PlaybackFinished(LegOrRoomEvent):
+    type = "playback.finished"
+    playback_id: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PlaybackError(LegOrRoomEvent):
+    type = "playback.error"
+    playback_id: str
+    error: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RecordingStarted(LegOrRoomEvent):
+    type = "recording.started"
+    file: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RecordingPaused(LegOrRoomEvent):
+    type = "recording.paused"
+    file: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RecordingResumed(LegOrRoomEvent):
+    type = "recording.resumed"
+    file: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RecordingFinished(LegOrRoomEvent):
+    """The files are final (and uploaded, with S3). Beyond `file`, what applies is sent."""
+
+    type = "recording.finished"
+    file: str  # the s3:// URL once uploaded, else the local path
+    duration_ms: int | None = None  # None when the file could not be finalised
+    local_file: str | None = None  # with S3: where the file was written first
+    multi_channel_file: str | None = None
+    channels: dict[str, ChannelSpan] | None = None  # participant -> its channel
+    participant_files: dict[str, str] | None = None  # participant -> its mono file
+    omitted_legs: list[str] | None = None  # participants beyond the multi-channel file's limit
+    error: str | None = None  # finalising or uploading went wrong (the files may still exist)
+
+
+# ---- rooms ----
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RoomCreated(RoomEvent):
+    type = "room.created"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RoomDeleted(RoomEvent):
+    """A room's last event (after its recording's recording.finished)."""
+
+    type = "room.deleted"
+
+
+# ---- the registry ----
+
+_EVENT_CLASSES: tuple[type[Event], ...] = (
+    LegRinging,
+    LegEarlyMedia,
+    LegConnected,
+    LegHold,
+    LegUnhold,
+    LegDisconnected,
+    LegJoinedRoom,
+    LegLeftRoom,
+    LegMuted,
+    LegUnmuted,
+    LegDeaf,
+    LegUndeaf,
+    DtmfReceived,
+    SpeakingStarted,
+    SpeakingStopped,
+    PlaybackStarted,
+    PlaybackFinished,
+    PlaybackError,
+    RecordingStarted,
+    RecordingPaused,
+    RecordingResumed,
+    RecordingFinished,
+    RoomCreated,
+    RoomDeleted,
+)
+
+EVENT_TYPES: dict[str, type[Event]] = {cls.type: cls for cls in _EVENT_CLASSES}
+"""Every event type published, by its `type` name; `event_keys(cls)` lists the keys an event
+of that type may carry (its scope's ids, then its fields): what documentation is made from."""
+
+
+def _check_registry() -> None:
+    # At import, so that a mistake fails every test run rather than one publish.
+    if len(EVENT_TYPES) != len(_EVENT_CLASSES):
+        raise TypeError("two event classes share a type name")
+    for cls in _EVENT_CLASSES:
+        event_keys(cls)  # raises for a field that would overwrite an envelope key
+
+
+_check_registry()
