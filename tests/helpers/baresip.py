@@ -35,9 +35,11 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -168,9 +170,12 @@ class Baresip:
         self.name = name or user
         self.dir = Path(workdir) / self.name
         self.config_dir = self.dir / "config"
-        self.snd_dir = self.dir / "recordings"
         self.config_dir.mkdir(parents=True, exist_ok=True)
-        self.snd_dir.mkdir(exist_ok=True)
+        # baresip's sndfile cuts dump paths longer than ~100 characters (its file names lose
+        # their -enc/-dec suffix), and pytest's tmp paths get long under xdist: the dumps go
+        # to a short directory, linked from the instance's own.
+        self.snd_dir = Path(tempfile.mkdtemp(prefix="cb-bs-"))
+        (self.dir / "recordings").symlink_to(self.snd_dir)
         self.log_path = self.dir / "baresip.log"
         self.sip_port = free_port_range(2, "both")  # P for UDP/TCP, P+1 for TLS
         self.rtp_low = free_port_range(20, "udp")
@@ -397,3 +402,5 @@ class BaresipFactory:
             phone.stop()
             if failed:
                 print(f"\nbaresip {phone.name}:\n{phone.log_tail()}")
+            else:
+                shutil.rmtree(phone.snd_dir, ignore_errors=True)

@@ -3,7 +3,9 @@
 Ports: the kernel hands out ephemeral ports from 32768-60999, so helpers that need a *block*
 of consecutive ports look below that (12000-31999), where nothing is assigned by accident.
 Every port handed out is remembered for the life of the process so that two calls never
-return the same one, even though the check itself releases the port again.
+return the same one, even though the check itself releases the port again. Under pytest-xdist
+each worker takes blocks from its own slice of 12000-19999, so workers never race for one;
+server RTP windows are reserved across processes by a lock file.
 """
 
 from __future__ import annotations
@@ -30,6 +32,18 @@ _WINDOW_LOW, _WINDOW_HIGH = 20000, 31999
 
 _lock = threading.Lock()
 _handed_out: set[int] = set()
+
+
+def _worker_slice() -> tuple[int, int]:
+    """This process's share of the block range: the whole of it, or 1/n under xdist."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")  # "gw0", "gw1", ...
+    count = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1") or 1)
+    if not worker.startswith("gw") or count <= 1:
+        return _RANGE_LOW, _RANGE_HIGH
+    index = int(worker[2:]) % count
+    width = (_RANGE_HIGH - _RANGE_LOW) // count
+    low = _RANGE_LOW + index * width
+    return low, low + width
 
 
 def in_ci() -> bool:
@@ -89,13 +103,15 @@ def free_port(kind: PortKind = "both", host: str = "127.0.0.1") -> int:
 def free_port_range(n: int, kind: PortKind = "both", host: str = "127.0.0.1") -> int:
     """First port of ``n`` consecutive free ports (even-aligned, as RTP wants).
 
-    The block is taken from 12000-19999, away from the kernel's ephemeral range.
+    The block is taken from 12000-19999 (this worker's slice of it), away from the kernel's
+    ephemeral range.
     """
     if not 1 <= n <= 1000:
         raise ValueError("n must be between 1 and 1000")
     rng = random.Random()
+    low, high = _worker_slice()
     for _ in range(500):
-        base = rng.randrange(_RANGE_LOW, _RANGE_HIGH - n) & ~1
+        base = rng.randrange(low, high - n) & ~1
         block = range(base, base + n)
         with _lock:
             if any(p in _handed_out for p in block):

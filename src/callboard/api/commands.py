@@ -18,11 +18,12 @@ from callboard.api.schemas import (
     RoomCreateRequest,
     VolumeRequest,
 )
+from callboard.api.views import leg_view, room_view
 from callboard.core import playback_requests
 from callboard.core.errors import BadRequest, NotFound, NotSupported
 from callboard.core.leg import LegState, LegType
-from callboard.core.service import CallService, OutboundRequest
-from callboard.core.sip_leg import SipLeg
+from callboard.core.service import CallService
+from callboard.core.sip_legs import OutboundRequest
 from callboard.sip.call_model import failure_reason
 from callboard.storage.s3 import S3Target, resolve_s3_target
 
@@ -63,7 +64,7 @@ class Commands:
         self.instance_id = service.settings.instance_id
 
     def leg_view(self, leg_id: str) -> dict[str, Any]:
-        return {"instance_id": self.instance_id, **self.service.get_leg(leg_id).to_dict()}
+        return leg_view(self.service.get_leg(leg_id), self.instance_id)
 
     def status(self, word: str, **extra: Any) -> dict[str, Any]:
         return {"instance_id": self.instance_id, "status": word, **extra}
@@ -71,9 +72,7 @@ class Commands:
     # ---- legs ----
 
     def list_legs(self) -> list[dict[str, Any]]:
-        return [
-            {"instance_id": self.instance_id, **leg.to_dict()} for leg in self.service.list_legs()
-        ]
+        return [leg_view(leg, self.instance_id) for leg in self.service.list_legs()]
 
     def get_leg(self, leg_id: str) -> dict[str, Any]:
         return self.leg_view(leg_id)
@@ -105,14 +104,13 @@ class Commands:
             ("http://", "https://")
         ):
             raise BadRequest("webhook_url must be an http:// or https:// URL")
-        leg = await self.service.create_outbound(request)
-        return {"instance_id": self.instance_id, **leg.to_dict()}
+        leg = await self.service.sip.create_outbound(request)
+        return leg_view(leg, self.instance_id)
 
     def delete_leg(self, leg_id: str, reason: str | None = None) -> dict[str, Any]:
         leg = self.service.get_leg(leg_id)
         if reason is None or not (
-            isinstance(leg, SipLeg)
-            and leg.type is LegType.SIP_INBOUND
+            leg.type is LegType.SIP_INBOUND
             and leg.state in (LegState.RINGING, LegState.EARLY_MEDIA)
         ):
             leg.hangup("api_hangup")  # as VoiceBlender: a reason only matters before answer
@@ -170,7 +168,7 @@ class Commands:
 
     def play_on_leg(self, leg_id: str, body: PlaybackRequest) -> dict[str, Any]:
         leg = self.service.get_leg(leg_id)
-        playback = playback_requests.play_on_leg(leg, _playback_spec(body))
+        playback = playback_requests.play_on_leg(self.service.engine, leg, _playback_spec(body))
         return {"instance_id": self.instance_id, "playback_id": playback.id, "status": "playing"}
 
     def set_playback_volume(
@@ -207,10 +205,10 @@ class Commands:
     # ---- rooms ----
 
     def list_rooms(self) -> list[dict[str, Any]]:
-        return [room.to_dict(self.instance_id) for room in self.service.rooms.list()]
+        return [room_view(room, self.instance_id) for room in self.service.rooms.list()]
 
     def get_room(self, room_id: str) -> dict[str, Any]:
-        return self.service.rooms.get(room_id).to_dict(self.instance_id)
+        return room_view(self.service.rooms.get(room_id), self.instance_id)
 
     def create_room(self, body: RoomCreateRequest) -> dict[str, Any]:
         room = self.service.rooms.create(
@@ -220,16 +218,19 @@ class Commands:
             app_id=body.app_id,
             sample_rate=body.sample_rate,
         )
-        return room.to_dict(self.instance_id)
+        return room_view(room, self.instance_id)
 
     def delete_room(self, room_id: str) -> dict[str, Any]:
         self.service.rooms.delete(room_id)
         return self.status("deleted")
 
     async def add_leg_to_room(self, room_id: str, body: AddLegRequest) -> dict[str, Any]:
-        return await self.service.rooms.add_leg(
+        joined = await self.service.rooms.add_leg(
             room_id, body.leg_id, mute=body.mute, deaf=body.deaf, accept_dtmf=body.accept_dtmf
         )
+        if joined.moved_from:
+            return self.status("moved", **{"from": joined.moved_from, "to": joined.room_id})
+        return self.status("added")
 
     def remove_leg_from_room(self, room_id: str, leg_id: str) -> dict[str, Any]:
         self.service.rooms.remove_leg(room_id, leg_id)

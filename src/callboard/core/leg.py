@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import enum
 import uuid
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Protocol
 
 from callboard.core.errors import BadRequest, Conflict
 from callboard.core.playback import Playbacks
@@ -20,7 +20,6 @@ from callboard.events.types import (
 from callboard.events.webhooks import WebhookTarget
 
 if TYPE_CHECKING:
-    from callboard.core.service import CallService
     from callboard.media.engine import MediaEndpoint
 
 
@@ -41,19 +40,43 @@ class LegType(enum.StrEnum):
 DTMF_DIGITS = frozenset("0123456789*#ABCD")
 
 
+class LegHost(Protocol):
+    """What a leg needs from the service that owns it: the clock, the event bus, and the
+    owners of the state a leg's changes affect (media flags on the engine, room DTMF, the
+    single end of every leg). Nothing else is reachable from a leg."""
+
+    def now(self) -> float: ...
+
+    def publish_leg_event(self, leg: Leg, event: LegEvent | LegOrRoomEvent) -> object: ...
+
+    def leg_state_changed(self, leg: Leg) -> None: ...
+
+    def media_flags_changed(self, leg: Leg) -> None: ...
+
+    def dtmf_from_leg(self, leg: Leg, digit: str) -> None: ...
+
+    def attach_media(self, leg: Leg) -> None: ...
+
+    def media_ready(self, leg: Leg) -> None: ...
+
+    def hold_changed(self, leg: Leg) -> None: ...
+
+    def leg_finished(self, leg: Leg, reason: str) -> None: ...
+
+
 class Leg:
     """A call leg as users see it. Subclasses connect it to a transport (SIP, WebRTC)."""
 
     def __init__(
         self,
-        service: CallService,
+        host: LegHost,
         leg_type: LegType,
         *,
         webhook: WebhookTarget | None = None,
         app_id: str | None = None,
         accept_dtmf: bool = True,
     ) -> None:
-        self.service = service
+        self.host = host
         self.id = str(uuid.uuid4())
         self.type = leg_type
         self.state = LegState.RINGING
@@ -66,31 +89,12 @@ class Leg:
         self.sip_headers: dict[str, str] | None = None
         self.webhook = webhook
         self.app_id = app_id
-        self.created_at = service.now()
+        self.created_at = host.now()
         self.answered_at: float | None = None
         self.ended_at: float | None = None
         self.end_reason: str | None = None
         self.dtmf_seq = 0
         self.playbacks = Playbacks()
-
-    # ---- views ----
-
-    def to_dict(self) -> dict[str, Any]:
-        data: dict[str, Any] = {
-            "id": self.id,
-            "type": self.type.value,
-            "state": self.state.value,
-            "room_id": self.room_id,
-            "muted": self.muted,
-            "deaf": self.deaf,
-            "accept_dtmf": self.accept_dtmf,
-            "held": self.held,
-        }
-        if self.type is LegType.SIP_INBOUND:
-            data["sip_headers"] = dict(self.sip_headers or {})
-        if self.app_id:
-            data["app_id"] = self.app_id
-        return data
 
     @property
     def ended(self) -> bool:
@@ -107,30 +111,30 @@ class Leg:
     # ---- state changes shared by all leg types ----
 
     def publish(self, event: LegEvent | LegOrRoomEvent) -> None:
-        self.service.publish_leg_event(self, event)
+        self.host.publish_leg_event(self, event)
 
     def set_state(self, state: LegState) -> None:
         if self.state is state or self.ended:
             return
         self.state = state
-        self.service.metrics.leg_state(self.type.value, state.value)
+        self.host.leg_state_changed(self)
 
     def set_muted(self, muted: bool) -> None:
         if self.muted != muted:
             self.muted = muted
-            self.service.media_flags_changed(self)
+            self.host.media_flags_changed(self)
             self.publish(LegMuted() if muted else LegUnmuted())
 
     def set_deaf(self, deaf: bool) -> None:
         if self.deaf != deaf:
             self.deaf = deaf
-            self.service.media_flags_changed(self)
+            self.host.media_flags_changed(self)
             self.publish(LegDeaf() if deaf else LegUndeaf())
 
     def dtmf_received(self, digit: str) -> None:
         self.dtmf_seq += 1
         self.publish(DtmfReceived(digit=digit, seq=self.dtmf_seq))
-        self.service.rooms.broadcast_dtmf(self, digit)
+        self.host.dtmf_from_leg(self, digit)
 
     def check_digits(self, digits: str) -> str:
         if not digits:
@@ -156,8 +160,21 @@ class Leg:
         raise Conflict("leg has no media to send DTMF on")
 
     def hangup(self, reason: str = "api_hangup") -> None:
+        """End the leg from our side; it is over (leg.disconnected published) on return,
+        whatever the transport still does in the background (a CANCEL, a BYE's answer)."""
         raise NotImplementedError
 
+    def reject(self, status: int, reason: str) -> None:
+        """Refuse an unanswered inbound leg with a transport-level status (SIP: the final
+        response); `reason` becomes the disconnect reason. Transports without one hang up."""
+        self.hangup(reason)
+
+    def timed_out(self, now: float) -> str | None:
+        """Checked every second: the disconnect reason if the transport's own timeouts (no
+        media, held too long) say the leg should end, else None."""
+        return None
+
     def quality(self) -> Quality | None:
-        """RTP quality for leg.disconnected, or None when no media arrived."""
+        """Media quality for leg.disconnected, or None when no media arrived. Synchronous: a
+        transport whose statistics are async (WebRTC's getStats) keeps a recent copy."""
         return None

@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from callboard.core.leg import Leg
     from callboard.core.room import Room
     from callboard.core.rooms import RoomManager
+    from callboard.media.engine import MediaEngine
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,10 +44,10 @@ def new_playback(spec: PlaybackSpec, publish: Publish) -> Playback:
     return UrlPlayback(publish, spec.url, spec.mime_type, repeat=spec.repeat, volume=spec.volume)
 
 
-def play_on_leg(leg: Leg, spec: PlaybackSpec) -> Playback:
+def play_on_leg(engine: MediaEngine, leg: Leg, spec: PlaybackSpec) -> Playback:
     """Heard by the leg alone, on top of its room's mix."""
     playback = new_playback(spec, leg.publish)
-    media = leg.service.engine.get(leg.id)
+    media = engine.get(leg.id)
     if media is None or leg.ended:
         raise Conflict(f"leg is {leg.state.value} and has no audio writer yet")
     return leg.playbacks.start(media, playback)
@@ -57,4 +58,4 @@ def play_in_room(rooms: RoomManager, room: Room, spec: PlaybackSpec) -> Playback
     playback = new_playback(spec, partial(rooms.publish, room))
     if room.dropping:
         raise Conflict(f"room {room.id} is being deleted")
-    return room.playbacks.start(rooms.service.engine.room(room.id), playback)
+    return room.playbacks.start(rooms.engine.room(room.id), playback)

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypedDict
 
 from callboard.core.errors import CallboardError, Conflict, NotFound
+from callboard.core.lifecycle import Lifecycle, Registration
 from callboard.events.base import LegOrRoomEvent
 from callboard.events.types import (
     ChannelSpan,
@@ -32,7 +33,7 @@ from callboard.events.types import (
     RecordingResumed,
     RecordingStarted,
 )
-from callboard.media.engine import AttachmentHandle
+from callboard.media.engine import AttachmentHandle, MediaEngine
 from callboard.media.recorder import (
     FRAME_MS,
     MAX_MERGED_CHANNELS,
@@ -49,8 +50,7 @@ from callboard.storage.s3 import S3Target, S3UploadError, object_key, s3_url, up
 
 if TYPE_CHECKING:
     from callboard.core.leg import Leg
-    from callboard.core.room import Room
-    from callboard.core.service import CallService
+    from callboard.core.rooms import RoomManager
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +79,7 @@ class Recording:
     multi_channel: bool = False
     finished: asyncio.Future[RecordingResult] | None = None
     attachment: AttachmentHandle | None = None  # the tap on the engine, while it runs
+    cleanup: Registration | None = None  # stops it when its leg ends or its room goes
 
     @property
     def paused(self) -> bool:
@@ -162,8 +163,20 @@ def multi_channel_fields(
 class RecordingManager:
     """Every running recording, keyed by ("leg", id) or ("room", id)."""
 
-    def __init__(self, service: CallService) -> None:
-        self.service = service
+    def __init__(
+        self,
+        *,
+        directory: str,
+        engine: MediaEngine,
+        lifecycle: Lifecycle,
+        find_leg: Callable[[str], Leg],
+        rooms: RoomManager,
+    ) -> None:
+        self.directory = directory
+        self.engine = engine
+        self.lifecycle = lifecycle
+        self._find_leg = find_leg
+        self.rooms = rooms
         self.active: dict[tuple[str, str], Recording] = {}
         self._starting: set[tuple[str, str]] = set()
         self._finishing: set[asyncio.Task[None]] = set()
@@ -177,7 +190,7 @@ class RecordingManager:
     async def _create(self, key: tuple[str, str], rate: int, channels: int) -> WavWriter:
         if key in self.active or key in self._starting:
             raise Conflict(f"a recording is already in progress on {key[0]} {key[1]}")
-        directory = Path(self.service.settings.recording_dir)
+        directory = Path(self.directory)
         self._starting.add(key)
         opening = asyncio.ensure_future(
             asyncio.to_thread(_open_main_file, directory, self._stem(*key), rate, channels)
@@ -192,9 +205,9 @@ class RecordingManager:
             self._starting.discard(key)
 
     async def start_leg(self, leg_id: str, s3: S3Target | None) -> Recording:
-        leg = self.service.get_leg(leg_id)
+        leg = self._find_leg(leg_id)
         key = ("leg", leg.id)
-        media = self.service.engine.get(leg.id)
+        media = self.engine.get(leg.id)
         if media is None or leg.ended:
             raise Conflict(f"leg {leg.id} is {leg.state.value} and has no audio to record yet")
         # In a room: what the participant says and hears, at the room's mixing rate. Alone:
@@ -202,7 +215,7 @@ class RecordingManager:
         # moves to a room of another rate later is converted to the file's rate.)
         rate = media.room.rate if media.room is not None else media.endpoint.sample_rate
         writer = await self._create(key, rate, 2)
-        media = self.service.engine.get(leg.id)
+        media = self.engine.get(leg.id)
         if media is None or leg.ended:
             await asyncio.to_thread(_discard, writer)
             raise Conflict(f"leg {leg.id} hung up while its recording was being set up")
@@ -210,19 +223,19 @@ class RecordingManager:
         tap = LegRecorderTap(handoff)
         recorder = Recorder(f"leg-{leg.id}", handoff, LegRecordingSink(writer))
         recording = Recording("leg", leg.id, writer.path, tap, recorder, leg.publish, s3)
-        recording.attachment = self.service.engine.add_leg_tap(leg.id, tap)
+        recording.attachment = self.engine.add_leg_tap(leg.id, tap)
         self._begin(key, recording)
         log.info("recording leg %s to %s (%d Hz stereo)", leg.id, recording.file, rate)
         return recording
 
     async def start_room(self, room_id: str, s3: S3Target | None, multi_channel: bool) -> Recording:
-        room = self.service.rooms.get(room_id)
+        room = self.rooms.get(room_id)
         key = ("room", room.id)
-        if room.dropping or self.service.engine.get_room(room.id) is None:
+        if room.dropping or self.engine.get_room(room.id) is None:
             raise Conflict(f"room {room.id} is being deleted")
         writer = await self._create(key, room.sample_rate, 1)
-        room_media = self.service.engine.get_room(room.id)
-        if room_media is None or room.dropping or self.service.rooms.rooms.get(room.id) is not room:
+        room_media = self.engine.get_room(room.id)
+        if room_media is None or room.dropping or self.rooms.rooms.get(room.id) is not room:
             await asyncio.to_thread(_discard, writer)
             raise Conflict(f"room {room.id} was deleted while its recording was being set up")
         base = writer.path.with_suffix("")
@@ -234,16 +247,26 @@ class RecordingManager:
         handoff = FrameHandoff()
         tap = RoomRecorderTap(handoff, multi_channel)
         recorder = Recorder(f"room-{room.id}", handoff, sink)
-        publish = partial(self.service.rooms.publish, room)
+        publish = partial(self.rooms.publish, room)
         recording = Recording("room", room.id, writer.path, tap, recorder, publish, s3)
         recording.multi_channel = multi_channel
-        recording.attachment = self.service.engine.add_room_tap(room.id, tap)
+        recording.attachment = self.engine.add_room_tap(room.id, tap)
         self._begin(key, recording)
         log.info("recording room %s to %s", room.id, recording.file)
         return recording
 
     def _begin(self, key: tuple[str, str], recording: Recording) -> None:
         self.active[key] = recording
+        if recording.kind == "leg":
+            # Stopped before the leg's media leaves the engine.
+            recording.cleanup = self.lifecycle.on_leg_ended(
+                recording.target_id, lambda: self._stop(recording)
+            )
+        else:
+            # Stopped while the room's engine room still exists; room.deleted waits for it.
+            recording.cleanup = self.lifecycle.on_room_dropped(
+                recording.target_id, lambda: self._stop(recording)
+            )
         recording.recorder.start()
         recording.publish(RecordingStarted(file=recording.file))
 
@@ -253,9 +276,9 @@ class RecordingManager:
         recording = self.active.get((kind, target_id))
         if recording is None:
             if kind == "leg":
-                self.service.get_leg(target_id)  # 404 for the leg first
+                self._find_leg(target_id)  # 404 for the leg first
             else:
-                self.service.rooms.get(target_id)
+                self.rooms.get(target_id)
             raise NotFound(f"no recording in progress on {kind} {target_id}")
         return recording
 
@@ -282,23 +305,13 @@ class RecordingManager:
             await asyncio.shield(recording.finished)
         return recording
 
-    def leg_ended(self, leg: Leg) -> None:
-        """The leg hangs up (called before its media leaves the engine)."""
-        recording = self.active.get(("leg", leg.id))
-        if recording is not None:
-            self._stop(recording)
-
-    def room_ended(self, room: Room) -> asyncio.Task[None] | None:
-        """The room is being deleted (called while its engine room still exists). Returns
-        the task that publishes the recording's end, if one was running."""
-        recording = self.active.get(("room", room.id))
-        return self._stop(recording) if recording is not None else None
-
     def _stop(self, recording: Recording) -> asyncio.Task[None]:
         """Take the tap off the clock, let the writer finish, publish when done."""
         key = (recording.kind, recording.target_id)
         if self.active.get(key) is recording:
             del self.active[key]
+        if recording.cleanup is not None:
+            recording.cleanup.cancel()
         if recording.attachment is not None:
             recording.attachment.remove()
         recording.recorder.handoff.finish()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from callboard.core.errors import BadRequest
 from callboard.core.playback import Playbacks
@@ -46,17 +46,3 @@ class Room:
     @property
     def empty(self) -> bool:
         return not self.legs and not self.ws_participants
-
-    def to_dict(self, instance_id: str) -> dict[str, Any]:
-        data: dict[str, Any] = {
-            "instance_id": instance_id,
-            "id": self.id,
-            "sample_rate": self.sample_rate,
-            "participants": [
-                {"instance_id": instance_id, **leg.to_dict()} for leg in self.legs.values()
-            ],
-            "ws_participants": sorted(self.ws_participants),
-        }
-        if self.app_id:
-            data["app_id"] = self.app_id
-        return data

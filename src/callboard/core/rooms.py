@@ -1,21 +1,27 @@
-"""Rooms: creation, membership (add, move, remove), deletion, and the DTMF broadcast rule."""
+"""Rooms: creation, membership (add, move, remove), deletion, and the DTMF broadcast rule.
+
+The room manager is the one owner of membership: `Room.legs` and `Leg.room_id` are written
+only here, and the engine's copy (which mix a leg's media is in) only by `sync_media`.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import uuid
 from collections import OrderedDict
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from dataclasses import dataclass
 
 from callboard.core.errors import BadRequest, CallboardError, Conflict, NotFound
 from callboard.core.leg import Leg, LegState, LegType
+from callboard.core.lifecycle import Lifecycle
 from callboard.core.room import Room, check_sample_rate
 from callboard.events.base import LegOrRoomEvent, RoomEvent
+from callboard.events.bus import EventBus
 from callboard.events.types import LegJoinedRoom, LegLeftRoom, RoomCreated, RoomDeleted
 from callboard.events.webhooks import WebhookTarget
-
-if TYPE_CHECKING:
-    from callboard.core.service import CallService
+from callboard.media.engine import MediaEngine
 
 log = logging.getLogger(__name__)
 
@@ -23,9 +29,29 @@ MAX_ROOM_ID = 128
 ENDED_WEBHOOK_MEMORY = 1024
 
 
+@dataclass(frozen=True)
+class RoomJoin:
+    """A leg's entry into a room; `moved_from` is the room it left for it, if any."""
+
+    room_id: str
+    moved_from: str | None = None
+
+
 class RoomManager:
-    def __init__(self, service: CallService) -> None:
-        self.service = service
+    def __init__(
+        self,
+        *,
+        engine: MediaEngine,
+        bus: EventBus,
+        lifecycle: Lifecycle,
+        find_leg: Callable[[str], Leg],
+        default_rate: int,
+    ) -> None:
+        self.engine = engine
+        self.bus = bus
+        self.lifecycle = lifecycle
+        self._find_leg = find_leg
+        self.default_rate = default_rate
         self.rooms: dict[str, Room] = {}
         # Webhooks of deleted rooms, for events that end after them (recording.finished).
         self.ended_webhooks: OrderedDict[str, WebhookTarget | None] = OrderedDict()
@@ -45,7 +71,7 @@ class RoomManager:
 
     def publish(self, room: Room, event: RoomEvent | LegOrRoomEvent) -> None:
         """An event about `room`: it carries the room's id, and its app_id when it has one."""
-        self.service.bus.publish(event, room_id=room.id, app_id=room.app_id or None)
+        self.bus.publish(event, room_id=room.id, app_id=room.app_id or None)
 
     # ---- create / delete ----
 
@@ -75,7 +101,7 @@ class RoomManager:
                 raise Conflict(f"room {room_id} is still being deleted (its recording is ending)")
         if webhook_url is not None and not webhook_url.startswith(("http://", "https://")):
             raise BadRequest("webhook_url must be an http:// or https:// URL")
-        rate = check_sample_rate(sample_rate, self.service.settings.default_sample_rate)
+        rate = check_sample_rate(sample_rate, self.default_rate)
         webhook = WebhookTarget(webhook_url, webhook_secret) if webhook_url else None
         room = Room(
             room_id or str(uuid.uuid4()),
@@ -85,7 +111,8 @@ class RoomManager:
             sample_rate=rate,
         )
         self.rooms[room.id] = room
-        self.service.engine.room(room.id, rate)
+        self.engine.room(room.id, rate)
+        self.lifecycle.on_room_dropped(room.id, room.playbacks.stop_all)
         self.publish(room, RoomCreated())
         return room
 
@@ -104,23 +131,23 @@ class RoomManager:
         room.dropping = True
         for leg in list(room.legs.values()):
             self._take_out(room, leg)
-        for ws_id in list(room.ws_participants):
-            self.service.ws_participants.close(ws_id)
-        room.playbacks.stop_all()
-        recording_end = self.service.recordings.room_ended(room)
-        self.service.engine.drop_room(room.id)
+        # What features attached to the room (playbacks, WebSocket participants, a recording)
+        # ends now, while its engine room still exists.
+        pending = self.lifecycle.room_dropped(room.id)
+        self.engine.drop_room(room.id)
         self.ended_webhooks[room.id] = room.webhook
         while len(self.ended_webhooks) > ENDED_WEBHOOK_MEMORY:
             self.ended_webhooks.popitem(last=False)
         del self.rooms[room.id]
-        if recording_end is None:
+        if not pending:
             self.publish(room, RoomDeleted())
         else:
             # room.deleted is the room's last event: it waits for recording.finished (the
             # file is finalised, and uploaded, off the loop), however long that takes. Until
             # then the id cannot be reused, so no event of a new room can be confused with it.
             self._closing.add(room.id)
-            recording_end.add_done_callback(lambda _: self._closed(room))
+            ending = asyncio.gather(*pending, return_exceptions=True)
+            ending.add_done_callback(lambda _: self._closed(room))
 
     def _closed(self, room: Room) -> None:
         self._closing.discard(room.id)
@@ -140,8 +167,8 @@ class RoomManager:
         mute: bool | None = None,
         deaf: bool | None = None,
         accept_dtmf: bool | None = None,
-    ) -> dict[str, Any]:
-        leg = self.service.get_leg(leg_id)
+    ) -> RoomJoin:
+        leg = self._find_leg(leg_id)
         if leg.ended:
             raise Conflict(f"leg {leg_id} is hung up")
         previous = leg.room_id
@@ -170,22 +197,20 @@ class RoomManager:
         # An outbound leg still ringing is a member now (room_id set, removable) and enters
         # the mix as soon as its media is up (CallService.attach_media).
         self._join(room, leg)
-        if previous:
-            return self.service.status("moved", **{"from": previous, "to": room.id})
-        return self.service.status("added")
+        return RoomJoin(room.id, previous or None)
 
     def _join(self, room: Room, leg: Leg) -> None:
         previous = self.rooms.get(leg.room_id) if leg.room_id else None
-        media = self.service.engine.get(leg.id)
         if previous is not None and previous is not room:
-            self._take_out(previous, leg)
+            previous.legs.pop(leg.id, None)
         room.legs[leg.id] = leg
         leg.room_id = room.id
         leg.pending_room = None
-        if media is not None:
-            # One synchronous step between two ticks: no frame is lost in a move.
-            self.service.engine.join_room(media, room.id)
-        self.service.publish_leg_event(leg, LegJoinedRoom(room_id=room.id))
+        # One synchronous step between two ticks: no frame is lost in a move.
+        self.sync_media(leg)
+        if previous is not None and previous is not room:
+            leg.publish(LegLeftRoom(room_id=previous.id))
+        leg.publish(LegJoinedRoom(room_id=room.id))
         if previous is not None and previous is not room:
             self._drop_if_abandoned(previous)
 
@@ -193,10 +218,22 @@ class RoomManager:
         if room.legs.pop(leg.id, None) is None:
             return
         leg.room_id = ""
-        media = self.service.engine.get(leg.id)
-        if media is not None and media.room is not None and media.room.key == room.id:
-            self.service.engine.leave_room(media)
-        self.service.publish_leg_event(leg, LegLeftRoom(room_id=room.id))
+        self.sync_media(leg)
+        leg.publish(LegLeftRoom(room_id=room.id))
+
+    def sync_media(self, leg: Leg) -> None:
+        """Make the engine mix the leg's media in the room its membership names: the one
+        place the engine's copy of membership is written."""
+        media = self.engine.get(leg.id)
+        if media is None:
+            return
+        current = media.room.key if media.room is not None else ""
+        if current == leg.room_id:
+            return
+        if leg.room_id:
+            self.engine.join_room(media, leg.room_id)  # leaves the old one in the same step
+        else:
+            self.engine.leave_room(media)
 
     def remove_leg(self, room_id: str, leg_id: str) -> None:
         room = self.get(room_id)

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from callboard.core.errors import BadRequest, Conflict
-from callboard.core.leg import Leg, LegState, LegType
+from callboard.core.leg import Leg, LegHost, LegState, LegType
 from callboard.events.types import (
     LegConnected,
     LegEarlyMedia,
@@ -32,11 +34,16 @@ from callboard.sip.call_model import SipCallError
 from callboard.sip.ua import SipCall
 
 if TYPE_CHECKING:
-    from callboard.core.service import CallService
     from callboard.events.webhooks import WebhookTarget
     from callboard.media.engine import MediaEndpoint
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class SipTimeouts:
+    rtp: float  # a connected, unheld leg with no RTP for this long ends (rtp_timeout)
+    hold: float  # a leg held for this long ends (hold_timeout)
 
 
 class SipLeg(Leg):
@@ -44,14 +51,18 @@ class SipLeg(Leg):
 
     def __init__(
         self,
-        service: CallService,
+        host: LegHost,
         leg_type: LegType,
         *,
+        open_rtp: Callable[[], Awaitable[RtpSession]],
+        timeouts: SipTimeouts,
         webhook: WebhookTarget | None = None,
         app_id: str | None = None,
         accept_dtmf: bool = True,
     ) -> None:
-        super().__init__(service, leg_type, webhook=webhook, app_id=app_id, accept_dtmf=accept_dtmf)
+        super().__init__(host, leg_type, webhook=webhook, app_id=app_id, accept_dtmf=accept_dtmf)
+        self._open_rtp = open_rtp
+        self._timeouts = timeouts
         self.call: SipCall | None = None
         self.rtp: RtpSession | None = None
         self.max_duration = 0
@@ -88,7 +99,7 @@ class SipLeg(Leg):
         if not self._media_configured:
             self._media_configured = True
             rtp.on_dtmf = self.dtmf_received
-            self.service.attach_media(self)
+            self.host.attach_media(self)
 
     # ---- CallListener ----
 
@@ -103,7 +114,7 @@ class SipLeg(Leg):
                 self._apply_media(media)
                 self.set_state(LegState.EARLY_MEDIA)
                 self.publish(LegEarlyMedia(leg_type=self.type.value))
-                self.service.media_ready(self)
+                self.host.media_ready(self)
             case Answered(media):
                 self._apply_media(media)
                 self._connected()
@@ -118,21 +129,21 @@ class SipLeg(Leg):
 
     def _connected(self) -> None:
         loop = asyncio.get_running_loop()
-        self.answered_at = self.service.now()
+        self.answered_at = self.host.now()
         self.set_state(LegState.CONNECTED)
         self.publish(LegConnected(leg_type=self.type.value))
         if self.max_duration > 0:
             self._timers.append(loop.call_later(self.max_duration, self.hangup, "max_duration"))
-        self.service.media_ready(self)
+        self.host.media_ready(self)
 
     def _hold_changed(self, held: bool) -> None:
         if held == self.held:
             return
         self.held = held
-        self.held_since = self.service.now() if held else None
+        self.held_since = self.host.now() if held else None
         if self.state in (LegState.CONNECTED, LegState.HELD):
             self.set_state(LegState.HELD if held else LegState.CONNECTED)
-        self.service.hold_changed(self)
+        self.host.hold_changed(self)
         self.publish((LegHold if held else LegUnhold)(leg_type=self.type.value))
 
     # ---- operations ----
@@ -152,7 +163,7 @@ class SipLeg(Leg):
         async with self._media_lock:
             if self.rtp is not None:
                 return
-            rtp = await self.service.open_rtp()
+            rtp = await self._open_rtp()
             if self.ended or self.call is None:
                 rtp.close()
                 raise Conflict("leg hung up while its media was being set up")
@@ -191,7 +202,7 @@ class SipLeg(Leg):
             self._apply_media(media)
         self.set_state(LegState.EARLY_MEDIA)
         self.publish(LegEarlyMedia(leg_type=self.type.value))
-        self.service.media_ready(self)
+        self.host.media_ready(self)
 
     def hold(self, on: bool) -> None:
         if self.call is None:
@@ -241,7 +252,7 @@ class SipLeg(Leg):
         for handle in self._timers:
             handle.cancel()
         self._timers.clear()
-        self.service.leg_finished(self, reason)
+        self.host.leg_finished(self, reason)
         if self.rtp is not None:
             self.rtp.close()
 
@@ -263,3 +274,13 @@ class SipLeg(Leg):
         if self.rtp is not None and self.rtp.last_rtp_time is not None:
             return max(self.rtp.last_rtp_time, self.answered_at or 0.0)
         return self.answered_at
+
+    def timed_out(self, now: float) -> str | None:
+        if self.state is LegState.CONNECTED and not self.held:
+            last = self.last_media_activity()
+            if last is not None and now - last > self._timeouts.rtp:
+                log.info("leg %s: no RTP for %.0fs", self.id, now - last)
+                return "rtp_timeout"
+        elif self.held_since is not None and now - self.held_since > self._timeouts.hold:
+            return "hold_timeout"
+        return None

@@ -8,12 +8,11 @@ from __future__ import annotations
 
 import logging
 import uuid
-from typing import TYPE_CHECKING
 
+from callboard.core.lifecycle import Lifecycle, Registration
+from callboard.core.rooms import RoomManager
 from callboard.media.bridge import AudioBridge, LiveInput
-
-if TYPE_CHECKING:
-    from callboard.core.service import CallService
+from callboard.media.engine import MediaEngine
 
 log = logging.getLogger(__name__)
 
@@ -21,17 +20,21 @@ log = logging.getLogger(__name__)
 class WsParticipants:
     """Every WebSocket participant of every room."""
 
-    def __init__(self, service: CallService) -> None:
-        self.service = service
-        self.endpoints: dict[str, tuple[str, AudioBridge]] = {}
+    def __init__(self, engine: MediaEngine, rooms: RoomManager, lifecycle: Lifecycle) -> None:
+        self.engine = engine
+        self.rooms = rooms
+        self.lifecycle = lifecycle
+        self.endpoints: dict[str, tuple[str, AudioBridge, Registration]] = {}
 
     def join(self, room_id: str) -> AudioBridge:
-        room = self.service.rooms.get(room_id)
+        room = self.rooms.get(room_id)
         endpoint = AudioBridge(f"ws-{uuid.uuid4()}", LiveInput())
-        self.endpoints[endpoint.id] = (room_id, endpoint)
+        # The room going away closes the participant (its socket closes).
+        cleanup = self.lifecycle.on_room_dropped(room_id, lambda: self.leave(endpoint.id))
+        self.endpoints[endpoint.id] = (room_id, endpoint, cleanup)
         room.ws_participants.add(endpoint.id)
-        media = self.service.engine.attach(endpoint.id, endpoint)
-        self.service.engine.join_room(media, room_id)
+        media = self.engine.attach(endpoint.id, endpoint)
+        self.engine.join_room(media, room_id)
         log.info("WebSocket participant %s joined room %s", endpoint.id, room_id)
         return endpoint
 
@@ -39,12 +42,9 @@ class WsParticipants:
         entry = self.endpoints.pop(participant_id, None)
         if entry is None:
             return
-        room_id, endpoint = entry
+        room_id, endpoint, cleanup = entry
+        cleanup.cancel()
         endpoint.close()  # wakes the socket tasks so they finish
-        self.service.engine.detach(participant_id)
-        self.service.rooms.ws_left(room_id, participant_id)
+        self.engine.detach(participant_id)
+        self.rooms.ws_left(room_id, participant_id)
         log.info("WebSocket participant %s left room %s", participant_id, room_id)
-
-    def close(self, participant_id: str) -> None:
-        """The room is going away: stop the participant (its socket closes)."""
-        self.leave(participant_id)

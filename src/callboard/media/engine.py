@@ -16,10 +16,19 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import Any, Protocol, cast
+from typing import cast
 
 import numpy as np
 
+from callboard.media.attachments import (
+    Analyser,
+    AttachmentHandle,
+    FrameSource,
+    G711Endpoint,
+    LegTap,
+    MediaEndpoint,
+    RoomTap,
+)
 from callboard.media.frames import SAMPLE_RATE, samples_per_frame
 from callboard.media.g711 import G711Law
 from callboard.media.lanes import LaneSeat, RateLane
@@ -29,104 +38,25 @@ from callboard.media.speaking import frame_dbfs, frames_dbfs
 
 log = logging.getLogger(__name__)
 
+__all__ = [
+    "DEFAULT_MIX_RATE",
+    "MIX_RATES",
+    "Analyser",
+    "AttachmentHandle",
+    "FrameSource",
+    "G711Endpoint",
+    "LegTap",
+    "MediaEndpoint",
+    "MediaEngine",
+    "RoomTap",
+]
+
 MIX_RATES = (8000, 16000, 48000)
 DEFAULT_MIX_RATE = SAMPLE_RATE  # outside rooms, and the sources' rate
 
 _SILENCE = {rate: np.zeros(samples_per_frame(rate), dtype=np.int16) for rate in MIX_RATES}
 for _frame in _SILENCE.values():
     _frame.setflags(write=False)
-
-
-class MediaEndpoint(Protocol):
-    """A transport's side of a leg, as the media clock sees it.
-
-    Frames are 20 ms of mono int16 at `sample_rate`, which may change between ticks (a
-    re-INVITE to another codec). write_frame must not keep `pcm`: the array is reused.
-    An endpoint whose `law` is set is a G711Endpoint as well."""
-
-    @property
-    def sample_rate(self) -> int: ...
-
-    @property
-    def law(self) -> G711Law | None: ...
-
-    def read_frame(self) -> np.ndarray | None: ...
-
-    def write_frame(self, pcm: np.ndarray) -> None: ...
-
-
-class G711Endpoint(MediaEndpoint, Protocol):
-    """An endpoint on G.711 whose frames the engine codes in bulk with the other legs'."""
-
-    def read_encoded(self) -> np.ndarray | bytes | None:
-        """read_frame, except that a frame may come back still encoded (bytes, exactly one
-        frame of `law`)."""
-        ...
-
-    def write_encoded(self, payload: bytes) -> None:
-        """write_frame for a frame already encoded with `law`."""
-        ...
-
-
-class LegTap(Protocol):
-    """Something that records or streams a participant's audio (recorders, STT)."""
-
-    def feed(self, received: np.ndarray | None, heard: np.ndarray, rate: int) -> None:
-        """This tick's frames at the participant's mix rate `rate` (its room's; it changes
-        when the leg moves to a room of another rate): what the participant said (None
-        before its media arrives; given even while muted) and what it hears. Runs on the
-        media clock: copy and enqueue, never block. The arrays are reused after the call."""
-        ...
-
-
-class RoomTap(Protocol):
-    """Something that records or streams a whole room."""
-
-    def feed(
-        self, mix: np.ndarray, members: list[tuple[str, np.ndarray | None]], rate: int
-    ) -> None:
-        """This tick's room mix (everyone not muted, plus room playback) and each member's
-        own input frame, in a stable order, at the room's rate. Same rules as LegTap.feed."""
-        ...
-
-
-class Analyser(Protocol):
-    """Something that listens to what a participant says, frame by frame (speaking detection;
-    later answering-machine and barge-in detection)."""
-
-    def analyse(self, frame: np.ndarray, rate: int, level_dbfs: float, muted: bool) -> None:
-        """This tick's input of the participant at its mix rate `rate`, its level (measured
-        once for every analyser, in bulk with the other legs where it can be), and whether
-        the leg is muted. Called only on ticks with input. Runs on the media clock: keep it
-        short and never block; `frame` is reused after the call."""
-        ...
-
-
-class AttachmentHandle:
-    """What an engine `add_*` method returns: `remove()` takes the attachment off again (a
-    no-op once the participant or room is gone)."""
-
-    __slots__ = ("_item", "_items")
-
-    def __init__(self, items: list[Any], item: object) -> None:
-        self._items = items
-        self._item = item
-
-    @property
-    def attached(self) -> bool:
-        return self._item in self._items
-
-    def remove(self) -> None:
-        if self._item in self._items:
-            self._items.remove(self._item)
-
-
-class FrameSource(Protocol):
-    """Something that adds audio to what a leg or room hears (tones, playback), at 16 kHz."""
-
-    def next_frame(self) -> np.ndarray | None:
-        """The next 20 ms at 16 kHz, or None once finished."""
-        ...
 
 
 def _sum_sources(

@@ -29,7 +29,10 @@ from callboard.sip.session_timer import SessionTimer
 log = logging.getLogger(__name__)
 
 _DTMF_RELAY = re.compile(r"^\s*signal\s*=\s*([0-9A-Da-d*#])\s*$", re.IGNORECASE | re.MULTILINE)
-GLARE_RETRY = (2.1, 4.0)  # RFC 3261 14.1: we own the Call-ID, so 2.1-4 s
+# RFC 3261 14.1: after a 491 the owner of the Call-ID (the side that sent the initial INVITE)
+# waits 2.1-4 s, the other side 0-2 s, so that the two retries cannot cross again.
+GLARE_RETRY_OWNER = (2.1, 4.0)
+GLARE_RETRY_OTHER = (0.0, 2.0)
 
 
 class InDialogSession(SessionBase):
@@ -45,6 +48,9 @@ class InDialogSession(SessionBase):
         self._reinvite_direction: str | None = None
         self._reinvite_is_refresh = False
         self._pending_server_reinvite: SipRequest | None = None
+        # The ACK of the last re-INVITE 2xx, by its client tx key, with where it went: sent
+        # again for each retransmission of that 2xx (RFC 3261 13.2.2.4).
+        self._reinvite_ack: tuple[str, SipRequest, tuple[str, int, str]] | None = None
         self._offer_in_invite = False  # the initial INVITE (in either direction) had an offer
 
     @property
@@ -129,15 +135,36 @@ class InDialogSession(SessionBase):
     def _on_update(self, request: SipRequest) -> None:
         extra = self.session_timer.uas_headers(request)
         if request.body:
-            try:
-                self.sdp.receive_offer(request.body)
-            except (SdpError, NegotiationError):
-                self._respond(488, request=request)
+            body = self._take_offer(request)
+            if body is None:
                 return
-            self._respond(200, self.sdp.create_answer(), extra, request=request)
+            self._respond(200, body, extra, request=request)
+            self._media_changed()
         else:
             self._respond(200, extra=extra, request=request)
         self._arm_session_timer()
+
+    def _take_offer(self, request: SipRequest) -> bytes | None:
+        """Apply the peer's offer in a re-INVITE or UPDATE and return our answer, which keeps
+        our own hold; None once an unusable offer has been answered 488."""
+        try:
+            self.sdp.receive_offer(request.body)
+        except (SdpError, NegotiationError) as exc:
+            log.warning("call %s: unusable %s offer: %s", self.call_id, request.method, exc)
+            self._respond(488, request=request)
+            return None
+        return self.sdp.create_answer(direction="sendonly" if self.held_by_us else None)
+
+    def _media_changed(self) -> None:
+        """Tell the TU the media our last answer settled, and the hold change it brings."""
+        media = self.sdp.negotiated
+        assert media is not None
+        was_held = self.held
+        self.media = media
+        self.held_by_remote = media.on_hold_by_remote
+        self._emit(MediaChanged(media))
+        if was_held != self.held:
+            self._emit(HoldChanged(self.held))
 
     def _on_info(self, request: SipRequest) -> None:
         ctype = request.content_type or ""
@@ -155,20 +182,11 @@ class InDialogSession(SessionBase):
             return
         extra = self.session_timer.uas_headers(request)
         if request.body:
-            try:
-                media = self.sdp.receive_offer(request.body)
-            except (SdpError, NegotiationError) as exc:
-                log.warning("call %s: unusable re-INVITE offer: %s", self.call_id, exc)
-                self._respond(488, request=request)
+            body = self._take_offer(request)
+            if body is None:
                 return
-            body = self.sdp.create_answer(direction="sendonly" if self.held_by_us else None)
             self._respond(200, body, extra, request=request)
-            was_held = self.held
-            self.media = media
-            self.held_by_remote = media.on_hold_by_remote
-            self._emit(MediaChanged(media))
-            if was_held != self.held:
-                self._emit(HoldChanged(self.held))
+            self._media_changed()
         else:
             # Offer-less re-INVITE: our offer goes in the 200, the answer arrives in the ACK.
             direction = "sendonly" if self.held_by_us else "sendrecv"
@@ -199,7 +217,7 @@ class InDialogSession(SessionBase):
     def _receive_in_dialog_response(self, response: SipResponse, tx_key: str) -> bool:
         """Handle the response if it belongs to an in-dialog request of ours."""
         if tx_key == self._reinvite_tx:
-            self._on_reinvite_response(response)
+            self._on_reinvite_response(response, tx_key)
             return True
         if tx_key in self._tu_requests:
             if response.status >= 200:
@@ -230,12 +248,14 @@ class InDialogSession(SessionBase):
             self.session_timer.refresh_headers(),
         )
 
-    def _on_reinvite_response(self, response: SipResponse) -> None:
+    def _on_reinvite_response(self, response: SipResponse, tx_key: str) -> None:
         if response.status < 200:
             return
         self._reinvite_tx = None
         if 200 <= response.status < 300:
-            self._ack_reinvite(response)
+            self._ack_reinvite(response, tx_key)
+            # The 2xx fixes the interval and who refreshes from now on (RFC 4028 7.2, 10).
+            self.session_timer.from_uac_response(response)
             if self._reinvite_is_refresh:
                 self._arm_session_timer()
                 return
@@ -250,21 +270,36 @@ class InDialogSession(SessionBase):
             self.held_by_us = self._reinvite_direction == "sendonly"
             self._emit(HoldChanged(self.held))
             self._arm_session_timer()
-        elif response.status == 491 and not self._reinvite_is_refresh:
-            # Glare: try again after a random pause, unless the TU moves first.
-            self._set_timer("glare", self._now + random.uniform(*GLARE_RETRY))
+        elif response.status == 491:
+            # Glare: try again after a random pause, unless the TU moves first. A refresh is
+            # retried too: the far end need not retry its own request, which would have
+            # refreshed the session.
+            window = GLARE_RETRY_OWNER if self.outbound else GLARE_RETRY_OTHER
+            when = self._now + random.uniform(*window)
+            self._set_timer("refresh" if self._reinvite_is_refresh else "glare", when)
         elif response.status in (408, 481):
             self._send_in_dialog("BYE")
             self._finish("session_expired" if self._reinvite_is_refresh else "timeout")
 
-    def _ack_reinvite(self, response: SipResponse) -> None:
+    def _ack_reinvite(self, response: SipResponse, tx_key: str) -> None:
         if self.dialog is None:
             return
         cseq, _ = response.cseq
         ack = self.dialog.create_ack(cseq, via=self._via())
-        host, port, transport = self.dialog.next_hop()
-        self._emit(SendStateless(ack, host, port, transport))
+        hop = self.dialog.next_hop()
+        self._reinvite_ack = (tx_key, ack, hop)
+        self._emit(SendStateless(ack, *hop))
         self.dialog.update_remote_target(response)
+
+    def _ack_late_reinvite_2xx(self, response: SipResponse, tx_key: str) -> None:
+        """A re-INVITE 2xx that changes nothing any more is still ACKed (RFC 3261 13.2.2.4):
+        the first one after the call ended, or a copy because our ACK was lost."""
+        if tx_key == self._reinvite_tx:
+            self._reinvite_tx = None
+            self._ack_reinvite(response, tx_key)
+        elif self._reinvite_ack is not None and self._reinvite_ack[0] == tx_key:
+            _, ack, hop = self._reinvite_ack
+            self._emit(SendStateless(ack, *hop))
 
     def _retry_glare(self) -> None:
         if self.state is CallState.CONFIRMED and self._reinvite_tx is None:

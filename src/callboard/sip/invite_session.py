@@ -81,8 +81,8 @@ class InviteSession(InDialogSession):
             response, tx_key
         ):
             return
-        elif method == "INVITE" and 200 <= response.status < 300 and self._ack is not None:
-            self._send_ack_again()  # a 2xx retransmission of an earlier INVITE transaction
+        elif method == "INVITE" and 200 <= response.status < 300:
+            self._ack_late_reinvite_2xx(response, tx_key)
 
     def transaction_failed(
         self, event: TransactionTimeout | TransportFailure, *, now: float
