@@ -38,6 +38,8 @@ SENTENCES = (
     "It is easy to tell the depth of a well.",
 )
 
+pytestmark = pytest.mark.media_timing
+
 
 def _speech(tmp_path: Path) -> Path:
     espeak = require_binary("espeak-ng")

@@ -480,6 +480,7 @@ def longest_gap_ms(track: np.ndarray, floor: float) -> float:
     return longest * WINDOW_S * 1000
 
 
+@pytest.mark.media_timing
 def test_flags_apply_before_the_first_frame_and_held_leg_keeps_room_running(
     hooked_server: ServerProcess,
     webhook_receiver: WebhookReceiver,

@@ -244,6 +244,7 @@ def connected_phone(
 # -- tests ------------------------------------------------------------------------------
 
 
+@pytest.mark.media_timing
 def test_ws_participant_hears_and_is_heard(
     hooked_server: ServerProcess,
     webhook_receiver: WebhookReceiver,
@@ -345,6 +346,7 @@ def test_ws_bad_frames_and_ping_pong(
     assert server.api("GET", "/rooms/p").status_code == 200  # an explicit room stays
 
 
+@pytest.mark.media_timing
 def test_slow_ws_client_is_dropped_without_disturbing_the_room(
     hooked_server: ServerProcess,
     webhook_receiver: WebhookReceiver,

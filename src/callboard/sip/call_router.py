@@ -146,11 +146,15 @@ class CallRouter:
             session = self._by_tx.get(event.tx_key)
             if session is not None:
                 session.receive_response(event.response, event.tx_key, now=now)
-                # An ended call keeps its INVITE transactions until it is unbound: a 2xx may
-                # still be retransmitted, or come from another fork.
+                # A non-INVITE transaction is over at its final response (the layer absorbs
+                # retransmissions). INVITE ones stay bound until the call is unbound: a 2xx
+                # may still be retransmitted, or come from another fork, and is re-ACKed.
                 _, method = event.response.cseq
-                if event.response.status >= 200 and session.ended and method != "INVITE":
+                if event.response.status >= 200 and method != "INVITE":
                     self._by_tx.pop(event.tx_key, None)
+                    keys = self._tx_keys.get(session)
+                    if keys is not None:
+                        keys.discard(event.tx_key)
             elif 200 <= event.response.status < 300 and event.response.cseq[1] == "INVITE":
                 # The call is long gone: the far end's Timer H ends its side.
                 log.debug("stray 2xx for %s", event.response.call_id)

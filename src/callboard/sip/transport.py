@@ -12,6 +12,7 @@ import logging
 from collections.abc import Callable
 from typing import cast
 
+from callboard.sip.deadline_timer import DeadlineTimer
 from callboard.sip.errors import SipParseError
 from callboard.sip.inbound import error_response, salvage_request, stamp_via_source
 from callboard.sip.message import (
@@ -71,8 +72,7 @@ class SipTransport:
         self._connections: dict[Address, _TcpConnection] = {}
         self._connecting: dict[Address, list[bytes]] = {}  # queued until connected
         self._tasks: set[asyncio.Task[None]] = set()
-        self._timer: asyncio.TimerHandle | None = None
-        self._timer_when: float | None = None
+        self._timer: DeadlineTimer | None = None
         self._sweeper: asyncio.TimerHandle | None = None
         self._closed = False
 
@@ -105,10 +105,11 @@ class SipTransport:
 
     async def close(self) -> None:
         self._closed = True
-        for handle in (self._timer, self._sweeper):
-            if handle is not None:
-                handle.cancel()
-        self._timer = self._sweeper = None
+        if self._timer is not None:
+            self._timer.cancel()
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+        self._sweeper = None
         for task in list(self._tasks):
             task.cancel()
         if self._udp is not None:
@@ -288,26 +289,14 @@ class SipTransport:
         self._pump()
 
     def _rearm_timer(self) -> None:
-        if self._closed:
-            return
-        deadline = self._layer.next_deadline()
-        if deadline == self._timer_when:
-            return
-        if self._timer is not None:
-            self._timer.cancel()
-        self._timer = None
-        self._timer_when = deadline
-        if deadline is not None:
-            self._timer = self._require_loop().call_at(deadline, self._on_timer)
+        if not self._closed:
+            if self._timer is None:
+                self._timer = DeadlineTimer(self._require_loop(), self._on_timer)
+            self._timer.follow(self._layer.next_deadline())
 
-    def _on_timer(self) -> None:
-        when = self._timer_when if self._timer_when is not None else self._now()
-        self._timer = None
-        self._timer_when = None
+    def _on_timer(self, now: float) -> None:
         try:
-            # The loop may run a handle slightly before its deadline; never let that make the
-            # layer see "not yet due" and spin.
-            events = self._layer.handle_timers(max(self._now(), when))
+            events = self._layer.handle_timers(now)
         except Exception:
             log.exception("transaction timers failed")
             events = []

@@ -25,6 +25,7 @@ from callboard.sip.call_events import (
 )
 from callboard.sip.call_model import CallState, LocalIdentity, OutboundOptions, TimerSettings
 from callboard.sip.call_router import CallRouter, IncomingCall, SessionEvent
+from callboard.sip.deadline_timer import DeadlineTimer
 from callboard.sip.invite_session import InviteSession
 from callboard.sip.message import SipRequest
 from callboard.sip.transaction import TransactionLayer, TxEvent
@@ -154,8 +155,7 @@ class SipUserAgent:
         self._on_incoming: IncomingCallHandler | None = None
         self._handles: dict[InviteSession, SipCall] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._timer: asyncio.TimerHandle | None = None
-        self._timer_when: float | None = None
+        self._timer: DeadlineTimer | None = None
         self._flushing = False
 
     @property
@@ -177,6 +177,7 @@ class SipUserAgent:
 
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
+        self._timer = DeadlineTimer(self._loop, self._on_timer)
         await self.transport.start()
         # The port is known now (it may have been 0): sessions name it in Via and Contact.
         identity = self._identity
@@ -235,13 +236,9 @@ class SipUserAgent:
                 log.exception("SIP event handling failed for %s", type(event).__name__)
         self.flush()
 
-    def _on_timer(self) -> None:
-        self._timer = None
-        when = self._timer_when if self._timer_when is not None else self.now()
-        self._timer_when = None
+    def _on_timer(self, now: float) -> None:
         try:
-            # The loop may run a handle slightly early; never let the router see "not yet due".
-            self.router.handle_timers(max(self.now(), when))
+            self.router.handle_timers(now)
         except Exception:
             log.exception("call timers failed")
         self.flush()
@@ -305,12 +302,5 @@ class SipUserAgent:
             call.reject(500, reason="connect_failed")
 
     def _rearm_timer(self) -> None:
-        deadline = self.router.next_deadline()
-        if deadline == self._timer_when:
-            return
         if self._timer is not None:
-            self._timer.cancel()
-        self._timer = None
-        self._timer_when = deadline
-        if deadline is not None and self._loop is not None:
-            self._timer = self._loop.call_at(deadline, self._on_timer)
+            self._timer.follow(self.router.next_deadline())

@@ -270,3 +270,15 @@ def test_update_offer_does_not_undo_our_hold() -> None:
     (ok,) = net.alice.received_responses("UPDATE")
     assert sdp_direction(ok.body) == "sendonly"
     assert b.held_by_us and not b.held_by_remote
+
+
+def test_finished_requests_do_not_stay_routed() -> None:
+    """A long call with many in-dialog requests (DTMF by INFO, say) keeps no routing entry
+    per finished request: only the INVITE transactions, whose 2xx may still come again."""
+    net = CallNet()
+    a, _ = connected_call(net)
+    for _ in range(30):
+        net.do(lambda now: a.send_request("INFO", now=now))
+        net.run(0.1)
+    net.run(1)
+    assert len(net.alice.router._by_tx) == 1  # the initial INVITE's
