@@ -9,6 +9,7 @@ import math
 
 import pytest
 
+from callboard.sip import in_dialog
 from callboard.sip.call_events import Ended, HoldChanged
 from callboard.sip.call_model import CallState, TimerSettings
 from callboard.sip.header_map import Headers
@@ -110,10 +111,13 @@ def test_unanswered_refresh_ends_the_call() -> None:
     assert net.bob.events_of(b)[-1] == Ended("remote_bye")
 
 
-def test_refresh_that_glares_with_a_hold_is_retried() -> None:
+def test_refresh_that_glares_with_a_hold_is_retried(monkeypatch: pytest.MonkeyPatch) -> None:
     """The refresh and the far end's hold cross: both get 491 (RFC 3261 14.2). The far end
     here gives up its hold (it need not retry, RFC 3261 14.1), so the refresher must retry its
     refresh after the glare pause, or the session expires at the far end."""
+    # Bob's own retry (0-2 s) must not come before the test withdraws it: a hold that got
+    # through would refresh the session itself.
+    monkeypatch.setattr(in_dialog, "GLARE_RETRY_OTHER", (1.0, 2.0))
     net = CallNet(alice_timers=TIMERS_90)
     a, b = connected_call(net)
     ok_at = net.alice.received_times("INVITE", 200)[0]
