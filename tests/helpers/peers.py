@@ -1,7 +1,9 @@
 """Finding external peer programs and free local ports for tests.
 
 Ports: the kernel hands out ephemeral ports from 32768-60999, so helpers that need a *block*
-of consecutive ports look below that (12000-31999), where nothing is assigned by accident.
+of consecutive ports look below that (12000-19999; server RTP windows in 20000-31999), where
+nothing is assigned by accident. Single ports come from the kernel (bind to port 0), which
+does not hand a bound port to another worker.
 Every port handed out is remembered for the life of the process so that two calls never
 return the same one, even though the check itself releases the port again. Under pytest-xdist
 each worker takes blocks from its own slice of 12000-19999, so workers never race for one;

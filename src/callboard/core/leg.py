@@ -164,6 +164,11 @@ class Leg:
         whatever the transport still does in the background (a CANCEL, a BYE's answer)."""
         raise NotImplementedError
 
+    def release(self, reason: str) -> None:
+        """End the leg now without signalling (its transport is gone or being shut down):
+        free what it holds and report the end once."""
+        self.host.leg_finished(self, reason)
+
     def reject(self, status: int, reason: str) -> None:
         """Refuse an unanswered inbound leg with a transport-level status (SIP: the final
         response); `reason` becomes the disconnect reason. Transports without one hang up."""

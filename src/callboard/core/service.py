@@ -95,7 +95,7 @@ class CallService:
         # goes on in the background).
         for leg in list(self.legs.values()):
             log.error("leg %s (%s) did not end on hang-up", leg.id, leg.type.value)
-            self.leg_finished(leg, "api_hangup")
+            leg.release("api_hangup")
         # Room recordings too: every file final and its recording.finished published.
         await self.recordings.close()
         if self._sweeper is not None:

@@ -27,7 +27,10 @@ from callboard.sip.call_events import (
     EarlyMedia,
     Ended,
     HoldChanged,
+    InDialogRequest,
     MediaChanged,
+    RequestAnswered,
+    RequestFailed,
     Ringing,
 )
 from callboard.sip.call_model import SipCallError
@@ -125,7 +128,14 @@ class SipLeg(Leg):
             case DtmfReceived(digit):
                 self.dtmf_received(digit)
             case Ended(reason):
-                self._release(self._hangup_requested or reason)
+                self.release(self._hangup_requested or reason)
+            case InDialogRequest(request):
+                # Only methods a feature asked for arrive here (SipCall.handle_in_dialog);
+                # one that nothing answers is refused rather than left to time out.
+                log.warning("leg %s: unhandled in-dialog %s", self.id, request.method)
+                call.respond(request, 501)
+            case RequestAnswered() | RequestFailed():
+                log.debug("leg %s: in-dialog request outcome %s", self.id, event)
 
     def _connected(self) -> None:
         loop = asyncio.get_running_loop()
@@ -232,7 +242,7 @@ class SipLeg(Leg):
         self._hangup_requested = self._hangup_requested or reason
         if self.call is not None and not self.call.ended:
             self.call.hangup(reason)
-        self._release(reason)
+        self.release(reason)
 
     def reject(self, status: int, reason: str) -> None:
         """Refuse an unanswered inbound call with the final response `status`; `reason`
@@ -244,9 +254,9 @@ class SipLeg(Leg):
         call.reject(status, reason=reason)
         if not call.ended:
             call.hangup(reason)  # answered meanwhile: it ends with a BYE instead
-        self._release(reason)
+        self.release(reason)
 
-    def _release(self, reason: str) -> None:
+    def release(self, reason: str) -> None:
         if self.ended:
             return
         for handle in self._timers:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import random
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -67,8 +68,9 @@ Action = WireAction | SessionEvent | IncomingCall
 
 
 class CallRouter:
-    def __init__(self, identity: LocalIdentity) -> None:
+    def __init__(self, identity: LocalIdentity, rng: random.Random | None = None) -> None:
         self.identity = identity
+        self.rng = rng or random.Random()
         self.accept_calls = False  # answer new INVITEs 503 until the TU is ready
         self.timer_queue = TimerQueue()
         self.outbox: Outbox = []
@@ -106,6 +108,7 @@ class CallRouter:
             local_tag=generate_tag(),
             timer_queue=self.timer_queue,
             outbox=self.outbox,
+            rng=self.rng,
         )
 
     def _bind(self, key: str, session: InviteSession) -> None:
@@ -190,7 +193,10 @@ class CallRouter:
             outbox.clear()  # handling an item may queue more (a send that cannot resolve)
             for session, item in batch:
                 assert isinstance(session, InviteSession)
-                self._drain_item(session, item, now)
+                try:
+                    self._drain_item(session, item, now)
+                except Exception:  # one call's failure must not cost the others their events
+                    log.exception("call %s: handling %s failed", session.call_id, item)
 
     def _drain_item(self, session: InviteSession, item: Effect | CallEvent, now: float) -> None:
         if isinstance(item, SendRequest):

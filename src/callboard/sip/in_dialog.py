@@ -5,7 +5,6 @@ request that the TU sends or asks to receive (REFER and NOTIFY will use it)."""
 from __future__ import annotations
 
 import logging
-import random
 import re
 from collections.abc import Iterable
 from typing import Any
@@ -275,7 +274,7 @@ class InDialogSession(SessionBase):
             # retried too: the far end need not retry its own request, which would have
             # refreshed the session.
             window = GLARE_RETRY_OWNER if self.outbound else GLARE_RETRY_OTHER
-            when = self._now + random.uniform(*window)
+            when = self._now + self._rng.uniform(*window)
             self._set_timer("refresh" if self._reinvite_is_refresh else "glare", when)
         elif response.status in (408, 481):
             self._send_in_dialog("BYE")

@@ -8,6 +8,7 @@ Sans-IO: nothing here reads a clock or touches a socket. Every public entry poin
 from __future__ import annotations
 
 import logging
+import random
 from collections.abc import Iterable
 
 from callboard.sdp.negotiation import NegotiatedMedia, SdpSession
@@ -43,6 +44,7 @@ class SessionBase:
         local_tag: str,
         timer_queue: TimerQueue,
         outbox: Outbox,
+        rng: random.Random,
     ) -> None:
         self.identity = identity
         self.outbound = outbound
@@ -58,6 +60,7 @@ class SessionBase:
         self.timers: dict[str, int] = {}  # TimerOwner: name -> live heap entry
         self._timer_queue = timer_queue
         self._outbox = outbox
+        self._rng = rng  # for the glare back-off; injected so tests can fix it
         self._now = 0.0  # the time of the entry point being handled
         self._transport = "udp"
 

@@ -134,6 +134,46 @@ class SipCall:
         finally:
             self._ua.flush()
 
+    def handle_in_dialog(self, *methods: str) -> None:
+        """Hand in-dialog requests of these methods (REFER, NOTIFY) to the listener as
+        InDialogRequest events; it must answer each with `respond`."""
+        self.session.tu_methods.update(m.upper() for m in methods)
+
+    def send_request(
+        self,
+        method: str,
+        *,
+        body: bytes = b"",
+        content_type: str | None = None,
+        headers: Iterable[tuple[str, str]] = (),
+    ) -> str:
+        """An in-dialog non-INVITE request; its outcome comes as RequestAnswered/Failed."""
+        try:
+            return self.session.send_request(
+                method, now=self._ua.now(), body=body, content_type=content_type, headers=headers
+            )
+        finally:
+            self._ua.flush()
+
+    def respond(
+        self,
+        request: SipRequest,
+        status: int,
+        *,
+        body: bytes = b"",
+        content_type: str = "application/sdp",
+        headers: Iterable[tuple[str, str]] = (),
+    ) -> None:
+        self.session.respond(
+            request,
+            status,
+            now=self._ua.now(),
+            body=body,
+            content_type=content_type,
+            headers=headers,
+        )
+        self._ua.flush()
+
 
 class SipUserAgent:
     """Owns the SIP transport and the router; the loop timer for every session's timers."""
@@ -250,7 +290,14 @@ class SipUserAgent:
             return
         self._flushing = True
         try:
-            while actions := self.router.pop_actions(self.now()):
+            while True:
+                try:
+                    actions = self.router.pop_actions(self.now())
+                except Exception:
+                    log.exception("SIP call routing failed")
+                    break
+                if not actions:
+                    break
                 for action in actions:
                     try:
                         self._carry_out(action)
@@ -258,7 +305,7 @@ class SipUserAgent:
                         log.exception("SIP action %s failed", type(action).__name__)
         finally:
             self._flushing = False
-        self._rearm_timer()
+            self._rearm_timer()
 
     def _carry_out(self, action: object) -> None:
         transport = self.transport

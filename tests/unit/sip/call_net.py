@@ -5,6 +5,7 @@ the asyncio adapter drives it, but deterministically and without sleeping."""
 from __future__ import annotations
 
 import contextlib
+import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -43,7 +44,8 @@ class Stack:
 
     def __post_init__(self) -> None:
         self.layer = TransactionLayer()
-        self.router = CallRouter(LocalIdentity(self.addr[0], self.addr[1], self.name, self.timers))
+        identity = LocalIdentity(self.addr[0], self.addr[1], self.name, self.timers)
+        self.router = CallRouter(identity, random.Random(self.name))
         self.router.accept_calls = True
         self.events: list[tuple[InviteSession, CallEvent]] = []
         self.timeline: list[tuple[float, InviteSession, CallEvent]] = []  # events with times
