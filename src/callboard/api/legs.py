@@ -10,6 +10,7 @@ from callboard.api.commands import Commands
 from callboard.api.schemas import (
     BAD_PLAYBACK,
     BAD_RECORDING,
+    BAD_TTS,
     BAD_VOLUME,
     LATER_FIELD_GIVEN,
     RECORDING_FILE_FAILED,
@@ -24,6 +25,8 @@ from callboard.api.schemas import (
     RecordingRequest,
     RecordingResponse,
     StatusResponse,
+    TTSRequest,
+    TTSResponse,
     VolumeRequest,
     errors,
 )
@@ -192,6 +195,22 @@ async def reject_dtmf(leg_id: str, request: Request) -> dict[str, Any]:
 async def play(leg_id: str, body: PlaybackRequest, request: Request) -> dict[str, Any]:
     """Play an audio file (url + mime_type) or a built-in tone to the leg alone."""
     return commands(request).play_on_leg(leg_id, body)
+
+
+@router.post(
+    "/{leg_id}/tts",
+    response_model=TTSResponse,
+    response_model_exclude_none=True,
+    responses=errors(
+        BAD_TTS,
+        NO_LEG,
+        (409, "Leg has no audio writer yet, or 16 playbacks play already"),
+        (503, "No API key for the chosen cloud provider"),
+    ),
+)
+async def tts(leg_id: str, body: TTSRequest, request: Request) -> dict[str, Any]:
+    """Speak text to the leg alone. The job is a playback: PATCH/DELETE .../play/{tts_id}."""
+    return commands(request).tts_on_leg(leg_id, body)
 
 
 @router.patch(

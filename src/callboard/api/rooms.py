@@ -15,6 +15,7 @@ from callboard.api.room_ws_framing import RoomWsFraming
 from callboard.api.schemas import (
     BAD_PLAYBACK,
     BAD_RECORDING,
+    BAD_TTS,
     BAD_VOLUME,
     LATER_FIELD_GIVEN,
     RECORDING_FILE_FAILED,
@@ -27,6 +28,8 @@ from callboard.api.schemas import (
     RoomAddResponse,
     RoomCreateRequest,
     StatusResponse,
+    TTSRequest,
+    TTSResponse,
     VolumeRequest,
     errors,
 )
@@ -163,6 +166,22 @@ async def resume_recording(room_id: str, request: Request) -> dict[str, Any]:
 async def play(room_id: str, body: PlaybackRequest, request: Request) -> dict[str, Any]:
     """Play an audio file (url + mime_type) or a built-in tone to every participant."""
     return commands(request).play_in_room(room_id, body)
+
+
+@router.post(
+    "/{room_id}/tts",
+    response_model=TTSResponse,
+    response_model_exclude_none=True,
+    responses=errors(
+        BAD_TTS,
+        NO_ROOM,
+        (409, "Room has no participants or is being deleted, or 16 playbacks play already"),
+        (503, "No API key for the chosen cloud provider"),
+    ),
+)
+async def tts(room_id: str, body: TTSRequest, request: Request) -> dict[str, Any]:
+    """Speak text to every participant. The job is a playback: PATCH/DELETE .../play/{tts_id}."""
+    return commands(request).tts_in_room(room_id, body)
 
 
 @router.delete(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import enum
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 from pydantic import (
     BaseModel,
@@ -182,6 +182,30 @@ class PlaybackRequest(BaseModel):
     volume: StrictInt = Field(0, ge=-8, le=8, description="About 3 dB a step")
 
 
+class TTSRequest(BaseModel):
+    """Checked in API-NOTES' order by the command (503 for a missing key comes before the 400s
+    for missing text or voice and the volume range), so nothing here is required."""
+
+    text: StrictStr | None = Field(None, description="Text to synthesize")
+    voice: StrictStr | None = Field(
+        None, description="Provider's voice (required for cloud providers; local: a Piper voice)"
+    )
+    model_id: StrictStr | None = Field(None, description="Provider's model or engine")
+    language: StrictStr | None = Field(None, description='Language code, e.g. "en-US"')
+    prompt: StrictStr | None = Field(None, description="Style instruction (Google Gemini TTS)")
+    volume: StrictInt = Field(0, description="-8..8, about 3 dB a step")
+    provider: Literal["elevenlabs", "aws", "google", "deepgram", "azure", "local"] | None = Field(
+        None, description="Default: elevenlabs with ELEVENLABS_API_KEY, else local"
+    )
+    api_key: StrictStr | None = Field(None, description="Overrides the provider's configured key")
+
+
+class TTSResponse(BaseModel):
+    instance_id: str | None = None
+    tts_id: str
+    status: str
+
+
 class VolumeRequest(BaseModel):
     volume: StrictInt = Field(ge=-8, le=8, description="-8..8, about 3 dB a step")
 
@@ -307,6 +331,7 @@ BAD_PLAYBACK = (
     "or volume or repeat out of range",
 )
 BAD_VOLUME = (400, "Invalid JSON or volume out of range")
+BAD_TTS = (400, "Invalid JSON, missing text or voice (cloud providers), volume not in -8..8")
 BAD_RECORDING = (400, "Invalid JSON, storage type, S3 settings or S3 credentials")
 RECORDING_FILE_FAILED = (500, "The recording file could not be created")
 LATER_FIELD_GIVEN = (501, "A field of a later VoiceBlender version was given")

@@ -65,6 +65,13 @@ class Playback:
     def next_frame(self) -> np.ndarray | None:
         raise NotImplementedError
 
+    def end_event(self, error: str | None, reason: str) -> LegOrRoomEvent:
+        """The one event that closes this playback; `reason` says why it ended (completed,
+        stopped, hangup, room_deleted) for the kinds that report it."""
+        if error is None:
+            return PlaybackFinished(playback_id=self.id)
+        return PlaybackError(playback_id=self.id, error=error)
+
     def scaled(self, frame: np.ndarray) -> np.ndarray:
         """`frame` at this playback's volume (a new array unless the gain is 1)."""
         if self.gain == 1.0:
@@ -121,13 +128,14 @@ class Playbacks:
         return playback
 
     def stop(self, playback_id: str) -> None:
-        self._end(self.get(playback_id))
+        self._end(self.get(playback_id), reason="stopped")
 
-    def stop_all(self) -> int:
-        """End every playback (the leg hung up, the room is going away); returns how many."""
+    def stop_all(self, reason: str = "stopped") -> int:
+        """End every playback (stopped by the API, the leg hung up, the room is going
+        away); returns how many."""
         playbacks = list(self.active.values())
         for playback in playbacks:
-            self._end(playback)
+            self._end(playback, reason=reason)
         return len(playbacks)
 
     def _source_finished(self, source: FrameSource) -> None:
@@ -138,14 +146,11 @@ class Playbacks:
     def _failed(self, playback: Playback, error: str) -> None:
         self._end(playback, error)
 
-    def _end(self, playback: Playback, error: str | None = None) -> None:
+    def _end(self, playback: Playback, error: str | None = None, reason: str = "completed") -> None:
         if self.active.pop(playback.id, None) is None:
             return
         host = self._hosts.pop(playback.id, None)
         playback.close()
         if host is not None and playback in host.sources:
             host.sources.remove(playback)
-        if error is None:
-            playback.publish(PlaybackFinished(playback_id=playback.id))
-        else:
-            playback.publish(PlaybackError(playback_id=playback.id, error=error))
+        playback.publish(playback.end_event(error, reason))

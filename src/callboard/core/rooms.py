@@ -12,6 +12,7 @@ import uuid
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 
 from callboard.core.errors import BadRequest, CallboardError, Conflict, NotFound
 from callboard.core.leg import Leg, LegState, LegType
@@ -112,7 +113,7 @@ class RoomManager:
         )
         self.rooms[room.id] = room
         self.engine.room(room.id, rate)
-        self.lifecycle.on_room_dropped(room.id, room.playbacks.stop_all)
+        self.lifecycle.on_room_dropped(room.id, partial(room.playbacks.stop_all, "room_deleted"))
         self.publish(room, RoomCreated())
         return room
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import OrderedDict
+from functools import partial
 from typing import Any
 
 from callboard.config import Settings
@@ -31,6 +32,7 @@ from callboard.events.types import (
 from callboard.events.webhooks import WebhookTarget
 from callboard.media.engine import MediaEngine
 from callboard.sip.ua import SipUserAgent
+from callboard.speech.tts.service import TtsService
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +76,7 @@ class CallService:
         )
         self.ws_participants = WsParticipants(engine, self.rooms, self.lifecycle)
         self.speaking = SpeakingDetection(engine, self.lifecycle)
+        self.tts = TtsService(settings)
         # Leg construction lives beside each transport; a WebRTC factory will sit here too.
         self.sip = SipLegs(self, ua, settings, register=self._register, spawn=self._spawn)
         metrics.set_gauge_sources(lambda: len(self.legs), lambda: len(self.rooms.rooms))
@@ -85,6 +88,7 @@ class CallService:
 
     async def start(self) -> None:
         self._sweeper = asyncio.create_task(self._sweep_forever())
+        await self.tts.warm_up()
 
     async def shutdown(self) -> None:
         for leg in list(self.legs.values()):
@@ -98,6 +102,7 @@ class CallService:
             leg.release("api_hangup")
         # Room recordings too: every file final and its recording.finished published.
         await self.recordings.close()
+        await self.tts.aclose()
         if self._sweeper is not None:
             self._sweeper.cancel()
 
@@ -149,7 +154,7 @@ class CallService:
 
     def _register(self, leg: Leg) -> None:
         self.legs[leg.id] = leg
-        self.lifecycle.on_leg_ended(leg.id, leg.playbacks.stop_all)
+        self.lifecycle.on_leg_ended(leg.id, partial(leg.playbacks.stop_all, "hangup"))
         self.metrics.leg_state(leg.type.value, leg.state.value)
 
     # ---- LegHost: what legs report ----

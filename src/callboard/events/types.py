@@ -210,6 +210,36 @@ class RoomDeleted(RoomEvent):
     type = "room.deleted"
 
 
+# ---- text-to-speech ----
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TtsStarted(LegOrRoomEvent):
+    """The first synthesised audio is being played."""
+
+    type = "tts.started"
+    tts_id: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TtsFinished(LegOrRoomEvent):
+    """`reason`: completed (all played), stopped (DELETE), hangup (the leg ended),
+    room_deleted (the room went away)."""
+
+    type = "tts.finished"
+    tts_id: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TtsFailed(LegOrRoomEvent):
+    """Synthesis failed: `error` is the provider's message."""
+
+    type = "tts.error"
+    tts_id: str
+    error: str
+
+
 # ---- the registry ----
 
 _EVENT_CLASSES: tuple[type[Event], ...] = (
@@ -231,6 +261,9 @@ _EVENT_CLASSES: tuple[type[Event], ...] = (
     PlaybackStarted,
     PlaybackFinished,
     PlaybackError,
+    TtsStarted,
+    TtsFinished,
+    TtsFailed,
     RecordingStarted,
     RecordingPaused,
     RecordingResumed,

@@ -28,9 +28,6 @@ SHARED = LIVE if (LIVE / "API-NOTES.md").exists() else COPY
 # Documented types whose feature is not built: each feature's routes answer 501 today
 # (api/later.py names the capability).
 NOT_BUILT = {
-    "tts.started": "text-to-speech",
-    "tts.finished": "text-to-speech",
-    "tts.error": "text-to-speech",
     "stt.text": "speech-to-text",
     "agent.connected": "AI agents",
     "agent.disconnected": "AI agents",
@@ -50,6 +47,7 @@ NO_EVENTS_OF_THEIR_OWN = {"WebRTC"}
 # Keys sent today that the API-NOTES table does not list (wire behaviour kept as it is).
 UNDOCUMENTED_KEYS = {
     "leg.disconnected": {"leg_type"},
+    "tts.finished": {"reason"},  # why it ended (completed, stopped, hangup, room_deleted)
     "recording.finished": {
         "duration_ms",
         "local_file",

@@ -1,0 +1,1 @@
+"""Text-to-speech providers behind `TtsProvider` (base.py); `registry.py` picks one."""

@@ -1,0 +1,154 @@
+"""Cloud text-to-speech end to end: a server pointed at a provider's stand-in (by its base URL,
+as a user would point it at a regional endpoint) speaks into a call; what the far end hears is
+the stand-in's signal (each voice is a sine of its own frequency). Errors, retries and the
+disk cache across a restart are checked through the server's events and the stand-in's
+request count."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.helpers.audio import active_spans, dominant_frequency
+from tests.helpers.room_ear import RATE, RoomEar
+from tests.helpers.server import ServerFactory, ServerProcess
+from tests.helpers.standins import start_standin
+from tests.helpers.standins.common import signal_seconds
+from tests.helpers.standins.deepgram import DeepgramStandin
+from tests.helpers.standins.elevenlabs import DEFAULT_KEY, ElevenLabsStandin
+from tests.helpers.webhooks import WebhookReceiver
+from tests.integration.flows import connect
+
+TEXT = "Your table for two is ready now."
+
+
+@pytest.fixture
+def elevenlabs() -> Iterator[tuple[ElevenLabsStandin, str]]:
+    standin = ElevenLabsStandin()
+    base, stop = start_standin(standin)
+    yield standin, base
+    stop()
+
+
+def call_with_ear(
+    a: ServerProcess, b: ServerProcess, hooks: WebhookReceiver, room: str
+) -> tuple[str, RoomEar]:
+    """A calls B; B's leg sits in a room with a listening participant: what A sends is heard."""
+    since = hooks.mark()
+    response = a.api("POST", "/legs", {"type": "sip", "uri": b.sip_uri("bob")})
+    assert response.status_code == 201, response.text
+    a_leg = response.json()["id"]
+    b_leg = hooks.wait_for("leg.ringing", since=since, instance_id=b.instance_id)["leg_id"]
+    assert b.api("POST", f"/legs/{b_leg}/answer").status_code == 200
+    hooks.wait_for("leg.connected", since=since, leg_id=a_leg)
+    assert b.api("POST", f"/rooms/{room}/legs", {"leg_id": b_leg}).status_code == 200
+    return a_leg, RoomEar(b, room)
+
+
+def speak(server: ServerProcess, leg: str, **body: object) -> str:
+    response = server.api("POST", f"/legs/{leg}/tts", body)
+    assert response.status_code == 200, response.text
+    return str(response.json()["tts_id"])
+
+
+def test_elevenlabs_voice_by_name_is_heard_and_cached_across_a_restart(
+    server_factory: ServerFactory,
+    webhook_receiver: WebhookReceiver,
+    elevenlabs: tuple[ElevenLabsStandin, str],
+    tmp_path: Path,
+) -> None:
+    hooks = webhook_receiver
+    standin, base = elevenlabs
+    env = {
+        "WEBHOOK_URL": hooks.url,
+        "ELEVENLABS_BASE_URL": base,
+        "ELEVENLABS_API_KEY": DEFAULT_KEY,
+        "TTS_CACHE_ENABLED": "true",
+        "TTS_CACHE_DIR": str(tmp_path / "cache"),
+    }
+    a = server_factory(**env)
+    b = server_factory(WEBHOOK_URL=hooks.url)
+    a_leg, ear = call_with_ear(a, b, hooks, "cloud")
+    try:
+        since = hooks.mark()
+        t0 = time.monotonic()
+        tts_id = speak(a, a_leg, text=TEXT, voice="Rachel")  # elevenlabs: the default now
+        hooks.wait_for("tts.started", since=since, tts_id=tts_id)
+        finished = hooks.wait_for("tts.finished", timeout=15, since=since, tts_id=tts_id)
+        assert finished["reason"] == "completed"
+        heard = ear.listen(finished.request.monotonic - t0 + 0.3, start=t0)
+        spans = active_spans(heard, RATE, threshold_dbfs=-30)
+        start, end = spans[0][0], spans[-1][1]
+        assert end - start == pytest.approx(signal_seconds(TEXT), abs=0.12)
+        body = heard[int((start + 0.1) * RATE) : int((end - 0.1) * RATE)]
+        assert dominant_frequency(body, RATE) == pytest.approx(440, abs=3)  # Rachel's sine
+        assert standin.knobs.count("/v1/text-to-speech") == 1
+    finally:
+        ear.close()
+    # A restart: a new instance over the same cache directory answers without the provider.
+    a.stop()
+    a2 = server_factory(**env)
+    a_leg2, ear2 = call_with_ear(a2, b, hooks, "cloud2")
+    try:
+        since = hooks.mark()
+        t0 = time.monotonic()
+        tts_id = speak(a2, a_leg2, text=TEXT, voice="Rachel")
+        finished = hooks.wait_for("tts.finished", timeout=15, since=since, tts_id=tts_id)
+        assert hooks.events("tts.started", since=since)
+        heard = ear2.listen(finished.request.monotonic - t0 + 0.3, start=t0)
+        spans = active_spans(heard, RATE, threshold_dbfs=-30)
+        assert spans[-1][1] - spans[0][0] == pytest.approx(signal_seconds(TEXT), abs=0.12)
+        # The voice name is resolved (one lookup), but nothing is synthesised again.
+        assert standin.knobs.count("/v1/text-to-speech") == 1
+    finally:
+        ear2.close()
+
+
+def test_provider_errors_retries_and_keys(
+    server_factory: ServerFactory,
+    webhook_receiver: WebhookReceiver,
+    elevenlabs: tuple[ElevenLabsStandin, str],
+) -> None:
+    hooks = webhook_receiver
+    standin, base = elevenlabs
+    deepgram = DeepgramStandin()
+    dg_base, dg_stop = start_standin(deepgram)
+    try:
+        a = server_factory(
+            WEBHOOK_URL=hooks.url, ELEVENLABS_BASE_URL=base, DEEPGRAM_BASE_URL=dg_base
+        )
+        b = server_factory(WEBHOOK_URL=hooks.url)
+        a_leg, _ = connect(a, b, hooks)
+        # No key configured: an explicit cloud provider is a 503 (local stays the default).
+        no_key = a.api("POST", f"/legs/{a_leg}/tts", {"text": "hi", "provider": "elevenlabs"})
+        assert no_key.status_code == 503 and "no elevenlabs API key" in no_key.json()["error"]
+        # A wrong key: the provider's own message, tts.error only.
+        since = hooks.mark()
+        bad = speak(a, a_leg, text="hi", provider="elevenlabs", voice="Rachel", api_key="nope")
+        error = hooks.wait_for("tts.error", since=since, tts_id=bad)
+        assert "401" in error["error"] and error["leg_id"] == a_leg
+        assert not hooks.events("tts.started", since=since)
+        # Two 503s, then success: retried with a back-off, heard once.
+        standin.knobs.fail_next(503, count=2)
+        since = hooks.mark()
+        ok = speak(a, a_leg, text="hi", provider="elevenlabs", voice="Rachel", api_key=DEFAULT_KEY)
+        assert hooks.wait_for("tts.finished", timeout=15, since=since, tts_id=ok)["reason"] == (
+            "completed"
+        )
+        # Deepgram's error body reaches the event.
+        since = hooks.mark()
+        missing = speak(
+            a,
+            a_leg,
+            text="hi",
+            provider="deepgram",
+            voice="aura-nope-en",
+            api_key="test-deepgram-key",
+        )
+        error = hooks.wait_for("tts.error", since=since, tts_id=missing)
+        assert "400" in error["error"]
+    finally:
+        dg_stop()
