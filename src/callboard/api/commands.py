@@ -16,6 +16,7 @@ from callboard.api.schemas import (
     RecordingRequest,
     RecordingStorage,
     RoomCreateRequest,
+    STTRequest,
     TTSRequest,
     VolumeRequest,
 )
@@ -211,6 +212,34 @@ class Commands:
             self.service.rooms, self.service.tts, room, provider, request, body.volume
         )
         return {"instance_id": self.instance_id, "tts_id": job.id, "status": "playing"}
+
+    def stt_on_leg(self, leg_id: str, body: STTRequest) -> dict[str, Any]:
+        self.service.stt.start_leg(
+            leg_id,
+            provider=body.provider,
+            language=body.language,
+            partial=body.partial,
+            api_key=body.api_key,
+        )
+        return self.status("stt_started", leg_id=leg_id)
+
+    async def stop_stt_on_leg(self, leg_id: str) -> dict[str, Any]:
+        await self.service.stt.stop_leg(leg_id)
+        return self.status("stt_stopped")
+
+    def stt_in_room(self, room_id: str, body: STTRequest) -> dict[str, Any]:
+        leg_ids = self.service.stt.start_room(
+            room_id,
+            provider=body.provider,
+            language=body.language,
+            partial=body.partial,
+            api_key=body.api_key,
+        )
+        return self.status("stt_started", room_id=room_id, leg_ids=leg_ids)
+
+    async def stop_stt_in_room(self, room_id: str) -> dict[str, Any]:
+        await self.service.stt.stop_room(room_id)
+        return self.status("stt_stopped")
 
     def play_in_room(self, room_id: str, body: PlaybackRequest) -> dict[str, Any]:
         rooms = self.service.rooms

@@ -25,6 +25,8 @@ from callboard.api.schemas import (
     RecordingRequest,
     RecordingResponse,
     StatusResponse,
+    STTRequest,
+    STTResponse,
     TTSRequest,
     TTSResponse,
     VolumeRequest,
@@ -195,6 +197,31 @@ async def reject_dtmf(leg_id: str, request: Request) -> dict[str, Any]:
 async def play(leg_id: str, body: PlaybackRequest, request: Request) -> dict[str, Any]:
     """Play an audio file (url + mime_type) or a built-in tone to the leg alone."""
     return commands(request).play_on_leg(leg_id, body)
+
+
+@router.post(
+    "/{leg_id}/stt",
+    response_model=STTResponse,
+    response_model_exclude_none=True,
+    responses=errors(
+        (400, "Invalid JSON or unknown provider"),
+        NO_LEG,
+        (409, "Leg is not connected (ringing, early media or held), or STT already runs"),
+        (503, "No API key for the chosen cloud provider"),
+    ),
+)
+async def start_stt(leg_id: str, body: STTRequest, request: Request) -> dict[str, Any]:
+    """Transcribe what the leg says: stt.text events."""
+    return commands(request).stt_on_leg(leg_id, body)
+
+
+@router.delete(
+    "/{leg_id}/stt",
+    response_model=StatusResponse,
+    responses=errors((404, "Leg not found or no STT in progress")),
+)
+async def stop_stt(leg_id: str, request: Request) -> dict[str, Any]:
+    return await commands(request).stop_stt_on_leg(leg_id)
 
 
 @router.post(

@@ -28,6 +28,8 @@ from callboard.api.schemas import (
     RoomAddResponse,
     RoomCreateRequest,
     StatusResponse,
+    STTRequest,
+    STTResponse,
     TTSRequest,
     TTSResponse,
     VolumeRequest,
@@ -166,6 +168,31 @@ async def resume_recording(room_id: str, request: Request) -> dict[str, Any]:
 async def play(room_id: str, body: PlaybackRequest, request: Request) -> dict[str, Any]:
     """Play an audio file (url + mime_type) or a built-in tone to every participant."""
     return commands(request).play_in_room(room_id, body)
+
+
+@router.post(
+    "/{room_id}/stt",
+    response_model=STTResponse,
+    response_model_exclude_none=True,
+    responses=errors(
+        (400, "Invalid JSON or unknown provider"),
+        NO_ROOM,
+        (409, "STT already runs in the room"),
+        (503, "No API key for the chosen cloud provider"),
+    ),
+)
+async def start_room_stt(room_id: str, body: STTRequest, request: Request) -> dict[str, Any]:
+    """Transcribe every participant (one stream each): stt.text with leg_id and room_id."""
+    return commands(request).stt_in_room(room_id, body)
+
+
+@router.delete(
+    "/{room_id}/stt",
+    response_model=StatusResponse,
+    responses=errors((404, "Room not found or no STT in progress")),
+)
+async def stop_room_stt(room_id: str, request: Request) -> dict[str, Any]:
+    return await commands(request).stop_stt_in_room(room_id)
 
 
 @router.post(

@@ -200,6 +200,23 @@ class TTSRequest(BaseModel):
     api_key: StrictStr | None = Field(None, description="Overrides the provider's configured key")
 
 
+class STTRequest(BaseModel):
+    language: StrictStr | None = Field(None, description='Language code, e.g. "en" (default)')
+    partial: StrictBool = Field(False, description="Also send interim (non-final) transcripts")
+    provider: Literal["elevenlabs", "deepgram", "azure", "local"] | None = Field(
+        None, description="Default: elevenlabs with ELEVENLABS_API_KEY, else local"
+    )
+    api_key: StrictStr | None = Field(None, description="Overrides the provider's configured key")
+
+
+class STTResponse(BaseModel):
+    instance_id: str | None = None
+    status: str
+    leg_id: str | None = None
+    room_id: str | None = None
+    leg_ids: list[str] | None = None
+
+
 class TTSResponse(BaseModel):
     instance_id: str | None = None
     tts_id: str

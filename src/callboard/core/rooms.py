@@ -16,7 +16,7 @@ from functools import partial
 
 from callboard.core.errors import BadRequest, CallboardError, Conflict, NotFound
 from callboard.core.leg import Leg, LegState, LegType
-from callboard.core.lifecycle import Lifecycle
+from callboard.core.lifecycle import Lifecycle, Registration
 from callboard.core.room import Room, check_sample_rate
 from callboard.events.base import LegOrRoomEvent, RoomEvent
 from callboard.events.bus import EventBus
@@ -28,6 +28,9 @@ log = logging.getLogger(__name__)
 
 MAX_ROOM_ID = 128
 ENDED_WEBHOOK_MEMORY = 1024
+
+
+MemberHook = Callable[[Leg], None]
 
 
 @dataclass(frozen=True)
@@ -58,6 +61,8 @@ class RoomManager:
         self.ended_webhooks: OrderedDict[str, WebhookTarget | None] = OrderedDict()
         # Deleted rooms whose room.deleted waits for their recording: the id stays taken.
         self._closing: set[str] = set()
+        # room id -> (on_join, on_leave) of features that follow a room's members (room STT).
+        self._watchers: dict[str, list[tuple[MemberHook, MemberHook]]] = {}
 
     # ---- lookups ----
 
@@ -140,6 +145,7 @@ class RoomManager:
         while len(self.ended_webhooks) > ENDED_WEBHOOK_MEMORY:
             self.ended_webhooks.popitem(last=False)
         del self.rooms[room.id]
+        self._watchers.pop(room.id, None)
         if not pending:
             self.publish(room, RoomDeleted())
         else:
@@ -211,7 +217,9 @@ class RoomManager:
         self.sync_media(leg)
         if previous is not None and previous is not room:
             leg.publish(LegLeftRoom(room_id=previous.id))
+            self._notify(previous.id, leg, joined=False)
         leg.publish(LegJoinedRoom(room_id=room.id))
+        self._notify(room.id, leg, joined=True)
         if previous is not None and previous is not room:
             self._drop_if_abandoned(previous)
 
@@ -221,6 +229,21 @@ class RoomManager:
         leg.room_id = ""
         self.sync_media(leg)
         leg.publish(LegLeftRoom(room_id=room.id))
+        self._notify(room.id, leg, joined=False)
+
+    def watch(self, room_id: str, on_join: MemberHook, on_leave: MemberHook) -> Registration:
+        """Tell a feature about every leg that joins or leaves the room from now on (it
+        enumerates the present ones itself). Cancel the registration to stop."""
+        entry = (on_join, on_leave)
+        self._watchers.setdefault(room_id, []).append(entry)
+        return Registration(self._watchers, room_id, entry)
+
+    def _notify(self, room_id: str, leg: Leg, joined: bool) -> None:
+        for on_join, on_leave in list(self._watchers.get(room_id, ())):
+            try:
+                (on_join if joined else on_leave)(leg)
+            except Exception:  # one feature's failure must not break membership
+                log.exception("room %s member hook failed", room_id)
 
     def sync_media(self, leg: Leg) -> None:
         """Make the engine mix the leg's media in the room its membership names: the one

@@ -21,6 +21,7 @@ from callboard.core.recording import RecordingManager
 from callboard.core.rooms import RoomManager
 from callboard.core.sip_legs import SipLegs
 from callboard.core.speaking_detection import SpeakingDetection
+from callboard.core.stt import SttManager
 from callboard.core.ws_participant import WsParticipants
 from callboard.events.base import LegEvent, LegOrRoomEvent
 from callboard.events.bus import Envelope, EventBus
@@ -32,6 +33,7 @@ from callboard.events.types import (
 from callboard.events.webhooks import WebhookTarget
 from callboard.media.engine import MediaEngine
 from callboard.sip.ua import SipUserAgent
+from callboard.speech.stt.service import SttService
 from callboard.speech.tts.service import TtsService
 
 log = logging.getLogger(__name__)
@@ -77,6 +79,13 @@ class CallService:
         self.ws_participants = WsParticipants(engine, self.rooms, self.lifecycle)
         self.speaking = SpeakingDetection(engine, self.lifecycle)
         self.tts = TtsService(settings)
+        self.stt = SttManager(
+            engine=engine,
+            lifecycle=self.lifecycle,
+            rooms=self.rooms,
+            find_leg=self.get_leg,
+            service=SttService(settings),
+        )
         # Leg construction lives beside each transport; a WebRTC factory will sit here too.
         self.sip = SipLegs(self, ua, settings, register=self._register, spawn=self._spawn)
         metrics.set_gauge_sources(lambda: len(self.legs), lambda: len(self.rooms.rooms))
@@ -102,6 +111,8 @@ class CallService:
             leg.release("api_hangup")
         # Room recordings too: every file final and its recording.finished published.
         await self.recordings.close()
+        await self.stt.close()
+        await self.stt.service.aclose()
         await self.tts.aclose()
         if self._sweeper is not None:
             self._sweeper.cancel()

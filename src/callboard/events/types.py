@@ -240,6 +240,29 @@ class TtsFailed(LegOrRoomEvent):
     error: str
 
 
+# ---- speech-to-text ----
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SttText(LegEvent):
+    """What a leg said; `room_id` only for room STT. Empty texts are never sent."""
+
+    type = "stt.text"
+    text: str
+    is_final: bool
+    room_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SttFailed(LegEvent):
+    """A leg's transcription ended on an error (after one reconnect): not in the seed or
+    API-NOTES, so that a failed stream does not just fall silent."""
+
+    type = "stt.error"
+    error: str
+    room_id: str | None = None
+
+
 # ---- the registry ----
 
 _EVENT_CLASSES: tuple[type[Event], ...] = (
@@ -264,6 +287,8 @@ _EVENT_CLASSES: tuple[type[Event], ...] = (
     TtsStarted,
     TtsFinished,
     TtsFailed,
+    SttText,
+    SttFailed,
     RecordingStarted,
     RecordingPaused,
     RecordingResumed,

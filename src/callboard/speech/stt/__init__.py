@@ -1,0 +1,1 @@
+"""Speech-to-text providers behind `SttProvider` (base.py)."""
