@@ -205,3 +205,34 @@ def test_cloud_stt_hears_what_crossed_the_call_and_reconnects_once(
     finally:
         stop_stt()
         stop_tts()
+
+
+def test_a_stuck_provider_never_holds_up_a_hang_up(
+    server_factory: ServerFactory, webhook_receiver: WebhookReceiver
+) -> None:
+    """The provider stops reading: the leg still hangs up at once, and the stream is freed."""
+    from tests.helpers.standins.deepgram_stt import DEFAULT_KEY, DeepgramSttStandin
+    from tests.helpers.standins.stt_common import start_ws_standin
+
+    hooks = webhook_receiver
+    stt = DeepgramSttStandin()
+    stt.knobs.stall_seconds = 60.0
+    stt.knobs.stall_next(after_bytes=0, count=5)
+    base, stop = start_ws_standin(stt)
+    try:
+        a = server_factory(WEBHOOK_URL=hooks.url, DEEPGRAM_BASE_URL=base)
+        b = server_factory(WEBHOOK_URL=hooks.url)
+        a_leg, _ = call(a, b, hooks)
+        body = {"language": "en", "provider": "deepgram", "api_key": DEFAULT_KEY}
+        assert a.api("POST", f"/legs/{a_leg}/stt", body).status_code == 200
+        time.sleep(3)  # audio piles up against the stalled socket
+        since = hooks.mark()
+        t0 = time.monotonic()
+        assert a.api("DELETE", f"/legs/{a_leg}").status_code == 200
+        hooks.wait_for("leg.disconnected", timeout=5, since=since, leg_id=a_leg)
+        assert time.monotonic() - t0 < 1.0
+        assert a.api("GET", "/legs").json() == []
+        assert a.running()
+    finally:
+        stt.knobs.reset()
+        stop()

@@ -17,6 +17,7 @@ from tests.helpers.room_ear import RATE, RoomEar
 from tests.helpers.server import ServerFactory, ServerProcess
 from tests.helpers.standins import start_standin
 from tests.helpers.standins.common import signal_seconds
+from tests.helpers.standins.deepgram import DEFAULT_KEY as DG_KEY
 from tests.helpers.standins.deepgram import DeepgramStandin
 from tests.helpers.standins.elevenlabs import DEFAULT_KEY, ElevenLabsStandin
 from tests.helpers.webhooks import WebhookReceiver
@@ -146,9 +147,69 @@ def test_provider_errors_retries_and_keys(
             text="hi",
             provider="deepgram",
             voice="aura-nope-en",
-            api_key="test-deepgram-key",
+            api_key=DG_KEY,
         )
         error = hooks.wait_for("tts.error", since=since, tts_id=missing)
         assert "400" in error["error"]
     finally:
         dg_stop()
+
+
+@pytest.mark.parametrize("provider", ["deepgram", "google", "aws", "azure"])
+def test_every_cloud_provider_is_heard_through_the_server(
+    server_factory: ServerFactory, webhook_receiver: WebhookReceiver, provider: str
+) -> None:
+    """The production client of each provider, pointed at its stand-in by configuration,
+    speaks into a call: the far end hears the stand-in's sine for that voice, for as long as
+    the stand-in makes it."""
+    from tests.helpers.standins import azure_tts, google_tts, polly
+    from tests.helpers.standins import deepgram as deepgram_tts
+
+    hooks = webhook_receiver
+    if provider == "deepgram":
+        standin: object = deepgram_tts.DeepgramStandin()
+        voice, frequency = "aura-2-thalia-en", 520.0
+    elif provider == "google":
+        standin = google_tts.GoogleTtsStandin()
+        voice = "en-US-Neural2-F"
+        frequency = google_tts.voice_frequency(voice)
+    elif provider == "aws":
+        standin = polly.PollyStandin()
+        voice, frequency = "Joanna", 440.0
+    else:
+        standin = azure_tts.AzureTtsStandin()
+        voice = "en-US-JennyNeural"
+        frequency = azure_tts.voice_frequency(voice)
+    base, stop = start_standin(standin)  # type: ignore[arg-type]
+    env = {
+        "deepgram": {"DEEPGRAM_BASE_URL": base, "DEEPGRAM_API_KEY": DG_KEY},
+        "google": {"GOOGLE_TTS_BASE_URL": base, "GOOGLE_API_KEY": google_tts.DEFAULT_KEY},
+        "aws": {
+            "AWS_ENDPOINT_URL_POLLY": base,
+            "AWS_ACCESS_KEY_ID": polly.DEFAULT_ACCESS_KEY,
+            "AWS_SECRET_ACCESS_KEY": polly.DEFAULT_SECRET,
+            "AWS_DEFAULT_REGION": "us-east-1",
+        },
+        "azure": {"AZURE_TTS_BASE_URL": base, "AZURE_SPEECH_KEY": azure_tts.DEFAULT_KEY},
+    }[provider]
+    try:
+        a = server_factory(WEBHOOK_URL=hooks.url, **env)
+        b = server_factory(WEBHOOK_URL=hooks.url)
+        a_leg, ear = call_with_ear(a, b, hooks, f"ear-{provider}")
+        try:
+            since = hooks.mark()
+            t0 = time.monotonic()
+            tts_id = speak(a, a_leg, text=TEXT, voice=voice, provider=provider)
+            finished = hooks.wait_for("tts.finished", timeout=15, since=since, tts_id=tts_id)
+            assert finished["reason"] == "completed", finished
+            heard = ear.listen(finished.request.monotonic - t0 + 0.3, start=t0)
+            spans = active_spans(heard, RATE, threshold_dbfs=-30)
+            assert spans, "nothing was heard"
+            start, end = spans[0][0], spans[-1][1]
+            assert end - start == pytest.approx(signal_seconds(TEXT), abs=0.12)
+            body = heard[int((start + 0.1) * RATE) : int((end - 0.1) * RATE)]
+            assert dominant_frequency(body, RATE) == pytest.approx(frequency, abs=3)
+        finally:
+            ear.close()
+    finally:
+        stop()
