@@ -6,6 +6,7 @@ in a room with a listening WebSocket participant, so "first audio" is the first 
 frame that arrived there over RTP. Events come from each server's VSI stream.
 
     python bench/speech.py --runs 5                 # TTS latency (local) and STT delay
+    python bench/speech.py --runs 5 --tts elevenlabs-standin   # TTS latency from a stand-in
     python bench/speech.py --concurrency 1 2 4 8    # N local STT streams + N TTS jobs at once
 """
 
@@ -108,8 +109,32 @@ def pct(values: list[float], q: float) -> float:
     return float(np.percentile(values, q)) if values else float("nan")
 
 
-async def latency(runs: int) -> dict[str, Any]:
-    a, b = Instance("speech-a", 30000, None), Instance("speech-b", 34000, None)
+def standin_env(name: str) -> tuple[dict[str, str], dict[str, Any], Any]:
+    """A provider stand-in from tests/helpers (started here), the server environment that
+    points the production client at it, and the request fields; plus its stop function."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from tests.helpers.standins import start_standin
+    from tests.helpers.standins.deepgram import DEFAULT_KEY as DG_KEY
+    from tests.helpers.standins.deepgram import DeepgramStandin
+    from tests.helpers.standins.elevenlabs import DEFAULT_KEY as EL_KEY
+    from tests.helpers.standins.elevenlabs import ElevenLabsStandin
+
+    if name == "elevenlabs-standin":
+        base, stop = start_standin(ElevenLabsStandin())
+        env = {"ELEVENLABS_BASE_URL": base, "ELEVENLABS_API_KEY": EL_KEY}
+        return env, {"provider": "elevenlabs", "voice": "21m00Tcm4TlvDq8ikWAM"}, stop
+    base, stop = start_standin(DeepgramStandin())
+    env = {"DEEPGRAM_BASE_URL": base, "DEEPGRAM_API_KEY": DG_KEY}
+    return env, {"provider": "deepgram", "voice": "aura-asteria-en"}, stop
+
+
+async def latency(runs: int, tts: str) -> dict[str, Any]:
+    env: dict[str, str] = {}
+    fields: dict[str, Any] = {"provider": "local"}
+    stop_standin = None
+    if tts != "local":
+        env, fields, stop_standin = standin_env(tts)
+    a, b = Instance("speech-a", 30000, None, env), Instance("speech-b", 34000, None)
     ev_a, ev_b, ear, stop = Events(), Events(), Ear(), asyncio.Event()
     tasks = [
         asyncio.create_task(watch_vsi(a.http_port, ev_a.add, stop)),
@@ -124,7 +149,8 @@ async def latency(runs: int) -> dict[str, Any]:
         started, heard = [], []
         for i in range(runs + 1):  # the first run also loads the voice: reported apart
             t0 = time.monotonic()
-            tts_id = a.http.post(f"/v1/legs/{a_leg}/tts", json={"text": TEN_WORDS}).json()["tts_id"]
+            body = {"text": TEN_WORDS, **fields}
+            tts_id = a.http.post(f"/v1/legs/{a_leg}/tts", json=body).json()["tts_id"]
             t_started = await ev_a.wait("tts.started", t0, tts_id=tts_id)
             t_heard = await ear.first_sound(t0)
             await ev_a.wait("tts.finished", t0, tts_id=tts_id)
@@ -145,6 +171,7 @@ async def latency(runs: int) -> dict[str, Any]:
             delays.append(t_text - t_end)
             await asyncio.sleep(1.0)
         return {
+            "tts": tts,
             "tts_first_request_s": [round(x, 3) for x in first],
             "tts_started_ms_p50": round(pct(started, 50) * 1e3),
             "tts_started_ms_max": round(max(started) * 1e3),
@@ -159,6 +186,8 @@ async def latency(runs: int) -> dict[str, Any]:
         await asyncio.gather(*tasks, return_exceptions=True)
         a.stop()
         b.stop()
+        if stop_standin is not None:
+            stop_standin()
 
 
 async def concurrency(n: int, seconds: float) -> dict[str, Any]:
@@ -219,12 +248,15 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--concurrency", type=int, nargs="*")
     parser.add_argument("--seconds", type=float, default=20)
+    parser.add_argument(
+        "--tts", default="local", choices=["local", "elevenlabs-standin", "deepgram-standin"]
+    )
     args = parser.parse_args()
     if args.concurrency:
         for n in args.concurrency:
             print(json.dumps(asyncio.run(concurrency(n, args.seconds))), flush=True)
     else:
-        print(json.dumps(asyncio.run(latency(args.runs))), flush=True)
+        print(json.dumps(asyncio.run(latency(args.runs, args.tts))), flush=True)
 
 
 if __name__ == "__main__":
