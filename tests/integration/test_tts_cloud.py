@@ -213,3 +213,47 @@ def test_every_cloud_provider_is_heard_through_the_server(
             ear.close()
     finally:
         stop()
+
+
+@pytest.mark.parametrize("provider", ["deepgram", "google", "aws", "azure"])
+def test_a_wrong_key_is_a_tts_error_with_the_providers_message(
+    server_factory: ServerFactory, webhook_receiver: WebhookReceiver, provider: str
+) -> None:
+    """Each production client against its stand-in with a key the stand-in refuses: one
+    tts.error carrying the provider's own complaint, no tts.started, the call goes on."""
+    from tests.helpers.standins import azure_tts, google_tts, polly
+    from tests.helpers.standins import deepgram as deepgram_tts
+
+    hooks = webhook_receiver
+    standin: object
+    standin, voice, env, wrong = {
+        "deepgram": (
+            deepgram_tts.DeepgramStandin(),
+            "aura-asteria-en",
+            "DEEPGRAM_BASE_URL",
+            "wrong-key",
+        ),
+        "google": (google_tts.GoogleTtsStandin(), "en-US-Neural2-F", "GOOGLE_TTS_BASE_URL", "bad"),
+        "aws": (polly.PollyStandin(), "Joanna", "AWS_ENDPOINT_URL_POLLY", "AKIDWRONG:nope"),
+        "azure": (azure_tts.AzureTtsStandin(), "en-US-JennyNeural", "AZURE_TTS_BASE_URL", "bad"),
+    }[provider]
+    base, stop = start_standin(standin)  # type: ignore[arg-type]
+    try:
+        a = server_factory(WEBHOOK_URL=hooks.url, **{env: base})
+        b = server_factory(WEBHOOK_URL=hooks.url)
+        a_leg, _ = connect(a, b, hooks)
+        since = hooks.mark()
+        tts_id = speak(a, a_leg, text=TEXT, voice=voice, provider=provider, api_key=wrong)
+        error = hooks.wait_for("tts.error", timeout=15, since=since, tts_id=tts_id)
+        assert error["error"] and error["leg_id"] == a_leg
+        complaint = {
+            "deepgram": "401",
+            "google": "400",
+            "aws": "UnrecognizedClient",
+            "azure": "401",
+        }
+        assert complaint[provider] in error["error"], error["error"]
+        assert not hooks.events("tts.started", since=since)
+        assert a.get_leg(a_leg)["state"] == "connected"  # type: ignore[index]
+    finally:
+        stop()
