@@ -190,10 +190,11 @@ async def latency(runs: int, tts: str) -> dict[str, Any]:
             stop_standin()
 
 
-async def concurrency(n: int, seconds: float) -> dict[str, Any]:
+async def concurrency(n: int, seconds: float, workers: int = 1) -> dict[str, Any]:
     """n calls A -> B: on each, B speaks Harvard sentences one after another with a pause
     between them (local TTS), and A transcribes them (local STT)."""
-    a, b = Instance("conc-a", 30000, None), Instance("conc-b", 34000, None)
+    a = Instance("conc-a", 30000, None, {"STT_LOCAL_WORKERS": str(workers)})
+    b = Instance("conc-b", 34000, None)
     ev_a, ev_b, stop = Events(), Events(), asyncio.Event()
     tasks = [
         asyncio.create_task(watch_vsi(a.http_port, ev_a.add, stop)),
@@ -229,6 +230,7 @@ async def concurrency(n: int, seconds: float) -> dict[str, Any]:
         await asyncio.gather(*talkers, return_exceptions=True)
         return {
             "streams": n,
+            "stt_workers": workers,
             "stt_server_cpu_pct": round(100 * cpu_a / window, 1),
             "tts_server_cpu_pct": round(100 * cpu_b / window, 1),
             "stt_tick_late_p99_ms": round(metrics_a.get(LATE.format("0.99"), 0) * 1e3, 2),
@@ -248,13 +250,15 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--concurrency", type=int, nargs="*")
     parser.add_argument("--seconds", type=float, default=20)
+    parser.add_argument("--stt-workers", type=int, default=1)
     parser.add_argument(
         "--tts", default="local", choices=["local", "elevenlabs-standin", "deepgram-standin"]
     )
     args = parser.parse_args()
     if args.concurrency:
         for n in args.concurrency:
-            print(json.dumps(asyncio.run(concurrency(n, args.seconds))), flush=True)
+            result = asyncio.run(concurrency(n, args.seconds, args.stt_workers))
+            print(json.dumps(result), flush=True)
     else:
         print(json.dumps(asyncio.run(latency(args.runs, args.tts))), flush=True)
 
