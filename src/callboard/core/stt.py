@@ -22,14 +22,15 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from callboard.core.errors import BadRequest, Conflict, NotFound, NotSupported, Unavailable
+from callboard.core.errors import Conflict, NotFound
 from callboard.core.leg import Leg, LegState
 from callboard.core.lifecycle import Lifecycle, Registration
+from callboard.core.speech_choice import choose_provider, no_key
 from callboard.events.types import SttFailed, SttText
 from callboard.media.engine import AttachmentHandle, MediaEngine
 from callboard.media.resample import Resampler
 from callboard.speech.stt.base import SAMPLE_RATE, SttError, SttProvider, SttRequest
-from callboard.speech.stt.service import NOT_YET, SttService
+from callboard.speech.stt.service import SttService
 
 if TYPE_CHECKING:
     from callboard.core.rooms import RoomManager
@@ -177,18 +178,10 @@ class SttManager:
     def _prepare(
         self, provider: str | None, language: str | None, partial: bool, api_key: str | None
     ) -> tuple[SttProvider, SttRequest]:
-        chosen = provider or self.service.default_provider()
-        if chosen in NOT_YET:
-            raise NotSupported(f"{chosen} speech-to-text is not available in this version yet")
-        try:
-            engine = self.service.provider(chosen)
-        except KeyError:
-            raise BadRequest(f"unknown STT provider {chosen[:40]!r}") from None
-        except ImportError as exc:
-            raise Unavailable(f"the {chosen} STT provider is not installed: {exc}") from None
+        chosen, engine = choose_provider(self.service, provider, "STT")
         request = SttRequest(language=language or "en", partial=partial, api_key=api_key or None)
         if not engine.configured(request):
-            raise Unavailable(f"no {chosen} API key provided")
+            raise no_key(chosen)
         return engine, request
 
     @staticmethod

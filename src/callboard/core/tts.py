@@ -18,8 +18,9 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from callboard.core.errors import BadRequest, Conflict, Unavailable
+from callboard.core.errors import BadRequest, Conflict
 from callboard.core.playback import Playback, Publish, volume_gain
+from callboard.core.speech_choice import choose_provider, no_key
 from callboard.events.base import LegOrRoomEvent
 from callboard.events.types import TtsFailed, TtsFinished, TtsStarted
 from callboard.media.streamed import StreamedSource
@@ -52,13 +53,7 @@ def prepare_tts(
 ) -> tuple[TtsProvider, TtsRequest]:
     """The checks of API-NOTES in their order: 503 for a cloud provider without a key, then
     400 for missing text, a missing voice (cloud providers) and the volume range."""
-    chosen = provider or service.default_provider()
-    try:
-        engine = service.provider(chosen)
-    except KeyError:
-        raise BadRequest(f"unknown TTS provider {chosen[:40]!r}") from None
-    except ImportError as exc:
-        raise Unavailable(f"the {chosen} TTS provider is not installed: {exc}") from None
+    chosen, engine = choose_provider(service, provider, "TTS")
     request = TtsRequest(
         text=text or "",
         voice=voice or None,
@@ -68,7 +63,7 @@ def prepare_tts(
         api_key=api_key or None,
     )
     if not engine.configured(request):
-        raise Unavailable(f"no {chosen} API key provided")
+        raise no_key(chosen)
     if not request.text.strip():
         raise BadRequest("text is required")
     if engine.needs_voice and not request.voice:

@@ -125,9 +125,6 @@ class CallRouter:
     def remember_address(self, host: str, port: int, address: tuple[str, int]) -> None:
         self._resolved[(host, port)] = address
 
-    def resolved_address(self, host: str, port: int) -> tuple[str, int] | None:
-        return self._resolved.get((host, port))
-
     def resolve_now(self, host: str, port: int) -> tuple[str, int] | None:
         """A literal IP, or a name resolved before; None otherwise."""
         cached = self._resolved.get((host, port))

@@ -6,64 +6,41 @@ fill the cache. Yields 16 kHz PCM16 chunks as they come.
 from __future__ import annotations
 
 import asyncio
-import importlib
 import logging
 from collections.abc import AsyncIterator
 
 from callboard.config import Settings
+from callboard.speech.registry import ProviderRegistry
 from callboard.speech.tts.base import TtsError, TtsProvider, TtsRequest
 from callboard.speech.tts.cache import TtsCache, cache_key
 
 log = logging.getLogger(__name__)
 
-# Provider name -> (module, class); imported on first use, so an unused provider's
-# dependencies (Piper, botocore) cost nothing.
-PROVIDERS = {
-    "elevenlabs": ("callboard.speech.tts.elevenlabs", "ElevenLabsTts"),
-    "deepgram": ("callboard.speech.tts.deepgram", "DeepgramTts"),
-    "google": ("callboard.speech.tts.google", "GoogleTts"),
-    "aws": ("callboard.speech.tts.polly", "PollyTts"),
-    "azure": ("callboard.speech.tts.azure", "AzureTts"),
-    "local": ("callboard.speech.tts.local", "LocalTts"),
-}
 RETRY_DELAYS = (0.5, 1.5)  # after the first and second transient failure; then tts.error
 CACHE_CHUNK = 3200  # bytes (100 ms) per chunk when playing from the cache
 
 
-class TtsService:
+class TtsService(ProviderRegistry[TtsProvider]):
+    table = {
+        "elevenlabs": ("callboard.speech.tts.elevenlabs", "ElevenLabsTts"),
+        "deepgram": ("callboard.speech.tts.deepgram", "DeepgramTts"),
+        "google": ("callboard.speech.tts.google", "GoogleTts"),
+        "aws": ("callboard.speech.tts.polly", "PollyTts"),
+        "azure": ("callboard.speech.tts.azure", "AzureTts"),
+        "local": ("callboard.speech.tts.local", "LocalTts"),
+    }
+
     def __init__(self, settings: Settings) -> None:
-        self.settings = settings
-        self._providers: dict[str, TtsProvider] = {}
+        super().__init__(settings, settings.tts_default_provider)
         self.cache = TtsCache(settings.tts_cache_dir) if settings.tts_cache_enabled else None
         self._in_flight: dict[str, asyncio.Future[bytes | None]] = {}
         self.retry_delays = RETRY_DELAYS
-
-    def default_provider(self) -> str:
-        if self.settings.tts_default_provider:
-            return self.settings.tts_default_provider
-        return "elevenlabs" if self.settings.elevenlabs_api_key else "local"
-
-    def provider(self, name: str | None) -> TtsProvider:
-        name = name or self.default_provider()
-        provider = self._providers.get(name)
-        if provider is None:
-            module_name, class_name = PROVIDERS[name]
-            cls = getattr(importlib.import_module(module_name), class_name)
-            provider = self._providers[name] = cls(self.settings)
-        return provider
 
     async def warm_up(self) -> None:
         """TTS_LOCAL_PRELOAD: load the local voice now rather than at the first request."""
         if self.settings.tts_local_preload:
             local = self.provider("local")
             await local.load()  # type: ignore[attr-defined]
-
-    async def aclose(self) -> None:
-        for provider in self._providers.values():
-            try:
-                await provider.aclose()
-            except Exception:
-                log.exception("closing TTS provider %s failed", provider.name)
 
     async def stream(self, provider: TtsProvider, request: TtsRequest) -> AsyncIterator[bytes]:
         cache = self.cache
@@ -77,8 +54,8 @@ class TtsService:
             # The same request is being synthesised: play its result, make no second call.
             audio = await asyncio.shield(waiting)
             if audio is not None:
-                for start in range(0, len(audio), CACHE_CHUNK):
-                    yield audio[start : start + CACHE_CHUNK]
+                for chunk in _chunks(audio):
+                    yield chunk
                 return
         done: asyncio.Future[bytes | None] = asyncio.get_running_loop().create_future()
         self._in_flight[key] = done  # before the first await: a twin must find it
@@ -88,8 +65,8 @@ class TtsService:
             if audio is not None:
                 log.debug("TTS cache hit %s", key[:12])
                 parts.append(audio)
-                for start in range(0, len(audio), CACHE_CHUNK):
-                    yield audio[start : start + CACHE_CHUNK]
+                for chunk in _chunks(audio):
+                    yield chunk
             else:
                 async for chunk in self._synthesize(provider, request):
                     parts.append(chunk)
@@ -126,3 +103,8 @@ class TtsService:
                     "%s TTS failed (%s); retry %d in %.1fs", provider.name, exc, attempt, delay
                 )
                 await asyncio.sleep(delay)
+
+
+def _chunks(audio: bytes) -> list[bytes]:
+    """Cached audio in 100 ms pieces, as a provider would stream it."""
+    return [audio[start : start + CACHE_CHUNK] for start in range(0, len(audio), CACHE_CHUNK)]
