@@ -8,8 +8,12 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import pytest
 
 from tests.helpers.audio import active_spans, dominant_frequency
@@ -155,33 +159,38 @@ def test_provider_errors_retries_and_keys(
         dg_stop()
 
 
-@pytest.mark.parametrize("provider", ["deepgram", "google", "aws", "azure"])
-def test_every_cloud_provider_is_heard_through_the_server(
-    server_factory: ServerFactory, webhook_receiver: WebhookReceiver, provider: str
-) -> None:
-    """The production client of each provider, pointed at its stand-in by configuration,
-    speaks into a call: the far end hears the stand-in's sine for that voice, for as long as
-    the stand-in makes it."""
+@dataclass
+class CloudSetup:
+    """One provider's stand-in, served, with what a server needs to reach it."""
+
+    standin: Any
+    voice: str
+    frequency: float  # of the stand-in's sine for `voice`
+    env: dict[str, str]
+    synth_path: str  # the synthesis requests' path prefix at the stand-in
+
+
+@contextmanager
+def cloud(provider: str) -> Iterator[CloudSetup]:
     from tests.helpers.standins import azure_tts, google_tts, polly
     from tests.helpers.standins import deepgram as deepgram_tts
 
-    hooks = webhook_receiver
-    if provider == "deepgram":
-        standin: object = deepgram_tts.DeepgramStandin()
-        voice, frequency = "aura-2-thalia-en", 520.0
+    standin: Any
+    if provider == "elevenlabs":
+        standin, voice, frequency = ElevenLabsStandin(), "21m00Tcm4TlvDq8ikWAM", 440.0
+    elif provider == "deepgram":
+        standin, voice, frequency = deepgram_tts.DeepgramStandin(), "aura-2-thalia-en", 520.0
     elif provider == "google":
-        standin = google_tts.GoogleTtsStandin()
-        voice = "en-US-Neural2-F"
+        standin, voice = google_tts.GoogleTtsStandin(), "en-US-Neural2-F"
         frequency = google_tts.voice_frequency(voice)
     elif provider == "aws":
-        standin = polly.PollyStandin()
-        voice, frequency = "Joanna", 440.0
+        standin, voice, frequency = polly.PollyStandin(), "Joanna", 440.0
     else:
-        standin = azure_tts.AzureTtsStandin()
-        voice = "en-US-JennyNeural"
+        standin, voice = azure_tts.AzureTtsStandin(), "en-US-JennyNeural"
         frequency = azure_tts.voice_frequency(voice)
-    base, stop = start_standin(standin)  # type: ignore[arg-type]
+    base, stop = start_standin(standin)
     env = {
+        "elevenlabs": {"ELEVENLABS_BASE_URL": base, "ELEVENLABS_API_KEY": DEFAULT_KEY},
         "deepgram": {"DEEPGRAM_BASE_URL": base, "DEEPGRAM_API_KEY": DG_KEY},
         "google": {"GOOGLE_TTS_BASE_URL": base, "GOOGLE_API_KEY": google_tts.DEFAULT_KEY},
         "aws": {
@@ -192,27 +201,108 @@ def test_every_cloud_provider_is_heard_through_the_server(
         },
         "azure": {"AZURE_TTS_BASE_URL": base, "AZURE_SPEECH_KEY": azure_tts.DEFAULT_KEY},
     }[provider]
+    path = {
+        "elevenlabs": "/v1/text-to-speech",
+        "deepgram": "/v1/speak",
+        "google": "/v1/text:synthesize",
+        "aws": "/v1/speech",
+        "azure": "/cognitiveservices/v1",
+    }[provider]
     try:
-        a = server_factory(WEBHOOK_URL=hooks.url, **env)
+        yield CloudSetup(standin, voice, frequency, env, path)
+    finally:
+        stop()
+
+
+def heard_signal(heard: np.ndarray) -> tuple[float, float]:
+    """(seconds of sound, its dominant frequency) in what a room ear heard."""
+    spans = active_spans(heard, RATE, threshold_dbfs=-30)
+    assert spans, "nothing was heard"
+    start, end = spans[0][0], spans[-1][1]
+    body = heard[int((start + 0.1) * RATE) : int((end - 0.1) * RATE)]
+    return end - start, dominant_frequency(body, RATE)
+
+
+@pytest.mark.parametrize("provider", ["deepgram", "google", "aws", "azure"])
+def test_every_cloud_provider_is_heard_through_the_server(
+    server_factory: ServerFactory, webhook_receiver: WebhookReceiver, provider: str
+) -> None:
+    """The production client of each provider, pointed at its stand-in by configuration,
+    speaks into a call: the far end hears the stand-in's sine for that voice, for as long as
+    the stand-in makes it."""
+    hooks = webhook_receiver
+    with cloud(provider) as setup:
+        a = server_factory(WEBHOOK_URL=hooks.url, **setup.env)
         b = server_factory(WEBHOOK_URL=hooks.url)
         a_leg, ear = call_with_ear(a, b, hooks, f"ear-{provider}")
         try:
             since = hooks.mark()
             t0 = time.monotonic()
-            tts_id = speak(a, a_leg, text=TEXT, voice=voice, provider=provider)
+            tts_id = speak(a, a_leg, text=TEXT, voice=setup.voice, provider=provider)
+            finished = hooks.wait_for("tts.finished", timeout=15, since=since, tts_id=tts_id)
+            assert finished["reason"] == "completed", finished
+            seconds, frequency = heard_signal(
+                ear.listen(finished.request.monotonic - t0 + 0.3, start=t0)
+            )
+            assert seconds == pytest.approx(signal_seconds(TEXT), abs=0.12)
+            assert frequency == pytest.approx(setup.frequency, abs=3)
+        finally:
+            ear.close()
+
+
+SHORT = "One moment please."
+
+
+@pytest.mark.parametrize("provider", ["elevenlabs", "deepgram", "google", "aws", "azure"])
+def test_slow_and_dropped_answers_through_the_server(
+    server_factory: ServerFactory, webhook_receiver: WebhookReceiver, provider: str
+) -> None:
+    """Each provider's client as the server runs it: a slow first byte only delays the
+    speech; a connection cut before any audio is retried and heard once, whole; a connection
+    cut once audio has played is one tts.error (replaying would repeat words), and the call
+    goes on."""
+    hooks = webhook_receiver
+    with cloud(provider) as setup:
+        a = server_factory(WEBHOOK_URL=hooks.url, **setup.env)
+        b = server_factory(WEBHOOK_URL=hooks.url)
+        a_leg, ear = call_with_ear(a, b, hooks, f"faults-{provider}")
+        knobs = setup.standin.knobs
+        try:
+            # Slow (1 s before anything), cut before the first byte of audio, then slow again.
+            knobs.first_byte_delay = 1.0
+            knobs.drop_next(after_bytes=0)
+            since = hooks.mark()
+            t0 = time.monotonic()
+            tts_id = speak(a, a_leg, text=SHORT, voice=setup.voice, provider=provider)
+            started = hooks.wait_for("tts.started", timeout=15, since=since, tts_id=tts_id)
+            # Two slow answers and the back-off between them come before the first audio.
+            assert started.request.monotonic - t0 >= 2.4
             finished = hooks.wait_for("tts.finished", timeout=15, since=since, tts_id=tts_id)
             assert finished["reason"] == "completed", finished
             heard = ear.listen(finished.request.monotonic - t0 + 0.3, start=t0)
-            spans = active_spans(heard, RATE, threshold_dbfs=-30)
-            assert spans, "nothing was heard"
-            start, end = spans[0][0], spans[-1][1]
-            assert end - start == pytest.approx(signal_seconds(TEXT), abs=0.12)
-            body = heard[int((start + 0.1) * RATE) : int((end - 0.1) * RATE)]
-            assert dominant_frequency(body, RATE) == pytest.approx(frequency, abs=3)
+            seconds, frequency = heard_signal(heard)
+            assert seconds == pytest.approx(signal_seconds(SHORT), abs=0.12)
+            assert frequency == pytest.approx(setup.frequency, abs=3)
+            assert knobs.count(setup.synth_path) == 2
+            assert not hooks.events("tts.error", since=since)
+
+            # Cut in the middle of the audio.
+            knobs.first_byte_delay = 0.0
+            knobs.drop_next(after_bytes=12_000)
+            since = hooks.mark()
+            t0 = time.monotonic()
+            tts_id = speak(a, a_leg, text=TEXT, voice=setup.voice, provider=provider)
+            if provider == "google":
+                # One JSON answer: nothing plays until all of it has come, so a cut is retried.
+                finished = hooks.wait_for("tts.finished", timeout=15, since=since, tts_id=tts_id)
+                assert finished["reason"] == "completed"
+            else:
+                error = hooks.wait_for("tts.error", timeout=15, since=since, tts_id=tts_id)
+                assert error["leg_id"] == a_leg and error["error"]
+                assert not hooks.events("tts.finished", since=since, tts_id=tts_id)
+            assert a.get_leg(a_leg)["state"] == "connected"  # type: ignore[index]
         finally:
             ear.close()
-    finally:
-        stop()
 
 
 @pytest.mark.parametrize("provider", ["deepgram", "google", "aws", "azure"])
@@ -221,29 +311,17 @@ def test_a_wrong_key_is_a_tts_error_with_the_providers_message(
 ) -> None:
     """Each production client against its stand-in with a key the stand-in refuses: one
     tts.error carrying the provider's own complaint, no tts.started, the call goes on."""
-    from tests.helpers.standins import azure_tts, google_tts, polly
-    from tests.helpers.standins import deepgram as deepgram_tts
-
     hooks = webhook_receiver
-    standin: object
-    standin, voice, env, wrong = {
-        "deepgram": (
-            deepgram_tts.DeepgramStandin(),
-            "aura-asteria-en",
-            "DEEPGRAM_BASE_URL",
-            "wrong-key",
-        ),
-        "google": (google_tts.GoogleTtsStandin(), "en-US-Neural2-F", "GOOGLE_TTS_BASE_URL", "bad"),
-        "aws": (polly.PollyStandin(), "Joanna", "AWS_ENDPOINT_URL_POLLY", "AKIDWRONG:nope"),
-        "azure": (azure_tts.AzureTtsStandin(), "en-US-JennyNeural", "AZURE_TTS_BASE_URL", "bad"),
-    }[provider]
-    base, stop = start_standin(standin)  # type: ignore[arg-type]
-    try:
-        a = server_factory(WEBHOOK_URL=hooks.url, **{env: base})
+    wrong = {"deepgram": "wrong-key", "google": "bad", "aws": "AKIDWRONG:nope", "azure": "bad"}
+    with cloud(provider) as setup:
+        endpoint = {k: v for k, v in setup.env.items() if k.endswith(("_URL", "_URL_POLLY"))}
+        a = server_factory(WEBHOOK_URL=hooks.url, **endpoint)  # the address, not the key
         b = server_factory(WEBHOOK_URL=hooks.url)
         a_leg, _ = connect(a, b, hooks)
         since = hooks.mark()
-        tts_id = speak(a, a_leg, text=TEXT, voice=voice, provider=provider, api_key=wrong)
+        tts_id = speak(
+            a, a_leg, text=TEXT, voice=setup.voice, provider=provider, api_key=wrong[provider]
+        )
         error = hooks.wait_for("tts.error", timeout=15, since=since, tts_id=tts_id)
         assert error["error"] and error["leg_id"] == a_leg
         complaint = {
@@ -255,5 +333,3 @@ def test_a_wrong_key_is_a_tts_error_with_the_providers_message(
         assert complaint[provider] in error["error"], error["error"]
         assert not hooks.events("tts.started", since=since)
         assert a.get_leg(a_leg)["state"] == "connected"  # type: ignore[index]
-    finally:
-        stop()

@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,6 +23,7 @@ import numpy as np
 from callboard.config import Settings
 from callboard.media.frames import FRAME_SAMPLES
 from callboard.media.speaking import SpeakingDetector
+from callboard.speech.background import background_pool
 from callboard.speech.stt.base import SAMPLE_RATE, SttError, SttRequest, Transcript
 
 log = logging.getLogger(__name__)
@@ -87,7 +87,7 @@ class LocalStt:
     def __init__(self, settings: Settings) -> None:
         self._model_name = settings.stt_local_model
         self._workers = max(1, settings.stt_local_workers)
-        self._pool = ThreadPoolExecutor(self._workers, thread_name_prefix="stt-local")
+        self._pool = background_pool(self._workers, "stt-local")
         self._model: Any = None
         self._loading = asyncio.Lock()
 

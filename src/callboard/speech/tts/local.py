@@ -22,6 +22,7 @@ import numpy as np
 import soxr
 
 from callboard.config import Settings
+from callboard.speech.background import background_pool
 from callboard.speech.tts.base import SAMPLE_RATE, TtsError, TtsRequest
 
 log = logging.getLogger(__name__)
@@ -61,6 +62,7 @@ class LocalTts:
         self._configured_voice = settings.tts_local_voice
         self._voice: Any = None
         self._loading = asyncio.Lock()
+        self._pool = background_pool(2, "tts-local")  # a sentence each for two jobs at once
 
     def configured(self, request: TtsRequest) -> bool:
         return True
@@ -69,7 +71,8 @@ class LocalTts:
         """Load the voice (once); safe to call concurrently."""
         async with self._loading:
             if self._voice is None:
-                self._voice = await asyncio.to_thread(self._load_blocking)
+                loop = asyncio.get_running_loop()
+                self._voice = await loop.run_in_executor(self._pool, self._load_blocking)
 
     def _load_blocking(self) -> Any:
         import onnxruntime
@@ -93,7 +96,9 @@ class LocalTts:
     async def synthesize(self, request: TtsRequest) -> AsyncIterator[bytes]:
         await self.load()
         for sentence in split_sentences(request.text):
-            pcm = await asyncio.to_thread(self._sentence_blocking, sentence)
+            pcm = await asyncio.get_running_loop().run_in_executor(
+                self._pool, self._sentence_blocking, sentence
+            )
             if pcm:
                 yield pcm
 
@@ -110,3 +115,4 @@ class LocalTts:
 
     async def aclose(self) -> None:
         self._voice = None
+        self._pool.shutdown(wait=False, cancel_futures=True)
