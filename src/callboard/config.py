@@ -50,6 +50,8 @@ class Settings:
     # works the same), the keys that are not in API-NOTES' table, and the defaults.
     elevenlabs_base_url: str = "https://api.elevenlabs.io"
     deepgram_base_url: str = "https://api.deepgram.com"
+    vapi_base_url: str = "https://api.vapi.ai"
+    deepgram_agent_url: str = "wss://agent.deepgram.com/v1/agent/converse"
     google_tts_base_url: str = "https://texttospeech.googleapis.com"
     google_api_key: str | None = None
     azure_speech_key: str | None = None
@@ -220,6 +222,9 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         or "https://api.elevenlabs.io",
         deepgram_base_url=_url(env, "DEEPGRAM_BASE_URL", ("http", "https"))
         or "https://api.deepgram.com",
+        vapi_base_url=_url(env, "VAPI_BASE_URL", ("http", "https")) or "https://api.vapi.ai",
+        deepgram_agent_url=_url(env, "DEEPGRAM_AGENT_URL", ("ws", "wss"))
+        or "wss://agent.deepgram.com/v1/agent/converse",
         google_tts_base_url=_url(env, "GOOGLE_TTS_BASE_URL", ("http", "https"))
         or "https://texttospeech.googleapis.com",
         google_api_key=_opt(env, "GOOGLE_API_KEY"),

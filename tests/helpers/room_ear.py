@@ -1,5 +1,6 @@
-"""A listening-only WebSocket participant of a room: keeps every 20 ms frame it hears with its
-arrival time, so tests can cut out and analyse what a room member heard in a time window."""
+"""A WebSocket participant of a room that keeps every 20 ms frame it hears with its arrival
+time, so tests can cut out and analyse what a room member heard in a time window; it can
+also speak (`say`)."""
 
 from __future__ import annotations
 
@@ -66,6 +67,25 @@ class RoomEar:
         begin = time.monotonic() if start is None else start
         time.sleep(max(0.0, begin + seconds - time.monotonic()))
         return self.heard(begin, begin + seconds)
+
+    def say(self, pcm: np.ndarray) -> threading.Thread:
+        """Speak `pcm` (16 kHz int16) into the room at real time, 20 ms a message, from a
+        thread of its own (joined by the caller when it must wait for the end)."""
+        data = np.asarray(pcm, dtype="<i2").tobytes()
+        frame_bytes = FRAME_SAMPLES * 2
+        data += b"\0" * (-len(data) % frame_bytes)
+
+        def send() -> None:
+            start = time.monotonic()
+            with contextlib.suppress(ConnectionClosed, OSError):
+                for index in range(len(data) // frame_bytes):
+                    time.sleep(max(0.0, start + index * 0.02 - time.monotonic()))
+                    chunk = data[index * frame_bytes : (index + 1) * frame_bytes]
+                    self.ws.send(json.dumps({"audio": base64.b64encode(chunk).decode()}))
+
+        thread = threading.Thread(target=send, daemon=True)
+        thread.start()
+        return thread
 
     def close(self) -> None:
         with contextlib.suppress(Exception):

@@ -7,25 +7,37 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from callboard.agents.deepgram import DeepgramAgentClient
+from callboard.agents.elevenlabs import ElevenLabsClient, ElevenLabsOptions
+from callboard.agents.pipecat import PipecatClient
+from callboard.agents.vapi import VapiClient
 from callboard.api.schemas import (
     AddLegRequest,
+    AgentMessageRequest,
     CreateLegRequest,
+    DeepgramAgentRequest,
     DeleteLegRequest,
     DTMFRequest,
+    ElevenLabsAgentRequest,
+    PipecatAgentRequest,
     PlaybackRequest,
     RecordingRequest,
     RecordingStorage,
     RoomCreateRequest,
     STTRequest,
     TTSRequest,
+    VAPIAgentRequest,
     VolumeRequest,
 )
 from callboard.api.views import leg_view, room_view
+from callboard.config import Settings
 from callboard.core import playback_requests, tts
+from callboard.core.agents import ClientFactory
 from callboard.core.errors import BadRequest, NotFound, NotSupported
 from callboard.core.leg import LegState, LegType
 from callboard.core.service import CallService
 from callboard.core.sip_legs import OutboundRequest
+from callboard.core.speech_choice import no_key
 from callboard.sip.call_model import failure_reason
 from callboard.speech.tts.base import TtsProvider, TtsRequest
 from callboard.storage.s3 import S3Target, resolve_s3_target
@@ -58,6 +70,47 @@ def _playback_spec(body: PlaybackRequest) -> playback_requests.PlaybackSpec:
         mime_type=body.mime_type,
         repeat=body.repeat,
         volume=body.volume,
+    )
+
+
+AgentBody = ElevenLabsAgentRequest | VAPIAgentRequest | PipecatAgentRequest | DeepgramAgentRequest
+
+
+def agent_client_factory(settings: Settings, body: AgentBody) -> ClientFactory:
+    """What makes the session's provider client: called once the leg or room checks passed,
+    so that a missing key (503) comes after them."""
+
+    def key(provider: str, given: str | None, configured: str | None) -> str:
+        chosen = given or configured
+        if not chosen:
+            raise no_key(provider)
+        return chosen
+
+    if isinstance(body, PipecatAgentRequest):
+        return lambda: PipecatClient(body.websocket_url)
+    if isinstance(body, ElevenLabsAgentRequest):
+        options = ElevenLabsOptions(
+            body.agent_id, body.first_message, body.language, dict(body.dynamic_variables or {})
+        )
+        return lambda: ElevenLabsClient(
+            settings.elevenlabs_base_url,
+            key("elevenlabs", body.api_key, settings.elevenlabs_api_key),
+            options,
+        )
+    if isinstance(body, VAPIAgentRequest):
+        return lambda: VapiClient(
+            settings.vapi_base_url,
+            key("vapi", body.api_key, settings.vapi_api_key),
+            body.assistant_id,
+            body.first_message,
+            body.variable_values,
+        )
+    return lambda: DeepgramAgentClient(
+        settings.deepgram_agent_url,
+        key("deepgram", body.api_key, settings.deepgram_api_key),
+        body.settings,
+        body.greeting,
+        body.language,
     )
 
 
@@ -212,6 +265,32 @@ class Commands:
             self.service.rooms, self.service.tts, room, provider, request, body.volume
         )
         return {"instance_id": self.instance_id, "tts_id": job.id, "status": "playing"}
+
+    def agent_on_leg(self, leg_id: str, body: AgentBody) -> dict[str, Any]:
+        self.service.agents.start_leg(leg_id, agent_client_factory(self.service.settings, body))
+        return self.status("agent_started", leg_id=leg_id)
+
+    def agent_in_room(self, room_id: str, body: AgentBody) -> dict[str, Any]:
+        self.service.agents.start_room(room_id, agent_client_factory(self.service.settings, body))
+        return self.status("agent_started", room_id=room_id)
+
+    async def agent_message_on_leg(self, leg_id: str, body: AgentMessageRequest) -> dict[str, Any]:
+        await self.service.agents.leg_session(leg_id).inject(body.message)
+        return self.status("message_sent")
+
+    async def agent_message_in_room(
+        self, room_id: str, body: AgentMessageRequest
+    ) -> dict[str, Any]:
+        await self.service.agents.room_session(room_id).inject(body.message)
+        return self.status("message_sent")
+
+    async def stop_agent_on_leg(self, leg_id: str) -> dict[str, Any]:
+        await self.service.agents.stop_leg(leg_id)
+        return self.status("agent_stopped")
+
+    async def stop_agent_in_room(self, room_id: str) -> dict[str, Any]:
+        await self.service.agents.stop_room(room_id)
+        return self.status("agent_stopped")
 
     def stt_on_leg(self, leg_id: str, body: STTRequest) -> dict[str, Any]:
         self.service.stt.start_leg(

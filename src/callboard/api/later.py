@@ -14,7 +14,6 @@ router = APIRouter(tags=["not yet available"])
 
 # Capability -> the subject of its 501 message, with the verb agreeing with it.
 _SUBJECTS = {
-    "AI agents": "AI agents are",
     "answering-machine detection": "answering-machine detection is",
     "transfer": "call transfer is",
     "WebRTC": "WebRTC is",
@@ -22,14 +21,10 @@ _SUBJECTS = {
 
 # (methods, path, capability) for every documented route not served yet.
 LATER_ROUTES: tuple[tuple[tuple[str, ...], str, str], ...] = (
-    (("POST",), "/v1/legs/{leg_id}/agent/{provider}", "AI agents"),
-    (("DELETE",), "/v1/legs/{leg_id}/agent", "AI agents"),
     (("POST",), "/v1/legs/{leg_id}/amd", "answering-machine detection"),
     (("POST",), "/v1/legs/{leg_id}/transfer", "transfer"),
     (("POST", "GET"), "/v1/legs/{leg_id}/ice-candidates", "WebRTC"),
     (("POST",), "/v1/webrtc/offer", "WebRTC"),
-    (("POST",), "/v1/rooms/{room_id}/agent/{provider}", "AI agents"),
-    (("DELETE",), "/v1/rooms/{room_id}/agent", "AI agents"),
 )
 
 

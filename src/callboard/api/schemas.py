@@ -362,3 +362,57 @@ def errors(*cases: int | tuple[int, str]) -> dict[int | str, dict[str, Any]]:
         code, description = case if isinstance(case, tuple) else (case, ERROR_MEANINGS[case])
         responses[code] = {"model": Error, "description": description}
     return responses
+
+
+# ---- AI agents ----
+
+Variables = dict[str, StrictStr | StrictInt | float | StrictBool]
+
+
+class ElevenLabsAgentRequest(BaseModel):
+    agent_id: StrictStr = Field(min_length=1, description="ElevenLabs agent ID")
+    first_message: StrictStr | None = Field(None, description="Override the agent's first message")
+    language: StrictStr | None = Field(None, description='Language code (e.g. "en", "es")')
+    dynamic_variables: Variables | None = Field(
+        None, description="Key-value pairs passed to the agent as dynamic variables"
+    )
+    api_key: StrictStr | None = Field(None, description="Falls back to ELEVENLABS_API_KEY")
+
+
+class VAPIAgentRequest(BaseModel):
+    assistant_id: StrictStr = Field(min_length=1, description="VAPI assistant ID")
+    first_message: StrictStr | None = Field(None, description="Override the agent's first message")
+    variable_values: Variables | None = Field(
+        None, description="Passed as assistantOverrides.variableValues"
+    )
+    api_key: StrictStr | None = Field(None, description="Falls back to VAPI_API_KEY")
+
+
+class PipecatAgentRequest(BaseModel):
+    websocket_url: StrictStr = Field(
+        pattern=r"^wss?://[^\s/]+", description="WebSocket URL of the Pipecat bot (ws://host:8765)"
+    )
+
+
+class DeepgramAgentRequest(BaseModel):
+    settings: dict[str, Any] | None = Field(
+        None,
+        description="A full Deepgram agent Settings object (its `type` and `audio` are ours); "
+        "default: nova-3, gpt-4o-mini, aura-2-asteria-en",
+    )
+    greeting: StrictStr | None = Field(None, description="Agent greeting message")
+    language: StrictStr | None = Field(None, description='Language code (e.g. "en", "es")')
+    api_key: StrictStr | None = Field(None, description="Falls back to DEEPGRAM_API_KEY")
+
+
+class AgentMessageRequest(BaseModel):
+    message: StrictStr = Field(
+        min_length=1, description="Context or instruction to inject into the running session"
+    )
+
+
+class AgentResponse(BaseModel):
+    instance_id: str | None = None
+    status: str
+    leg_id: str | None = None
+    room_id: str | None = None

@@ -14,6 +14,7 @@ from functools import partial
 from typing import Any
 
 from callboard.config import Settings
+from callboard.core.agents import AgentManager
 from callboard.core.errors import NotFound
 from callboard.core.leg import Leg, LegState
 from callboard.core.lifecycle import Lifecycle
@@ -86,6 +87,9 @@ class CallService:
             find_leg=self.get_leg,
             service=SttService(settings),
         )
+        self.agents = AgentManager(
+            engine=engine, lifecycle=self.lifecycle, rooms=self.rooms, find_leg=self.get_leg
+        )
         # Leg construction lives beside each transport; a WebRTC factory will sit here too.
         self.sip = SipLegs(self, ua, settings, register=self._register, spawn=self._spawn)
         metrics.set_gauge_sources(lambda: len(self.legs), lambda: len(self.rooms.rooms))
@@ -113,6 +117,7 @@ class CallService:
         await self.recordings.close()
         await self.stt.close()
         await self.stt.service.aclose()
+        await self.agents.close()
         await self.tts.aclose()
         if self._sweeper is not None:
             self._sweeper.cancel()

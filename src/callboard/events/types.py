@@ -263,6 +263,46 @@ class SttFailed(LegEvent):
     room_id: str | None = None
 
 
+# ---- AI agents ----
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AgentConnected(LegOrRoomEvent):
+    """The provider accepted the session. `conversation_id`: ElevenLabs' conversation id,
+    VAPI's call id, Deepgram's Welcome request id, Pipecat's websocket URL."""
+
+    type = "agent.connected"
+    provider: str
+    conversation_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AgentDisconnected(LegOrRoomEvent):
+    """Every session ends with one, also one that never connected. `reason`: stopped (DELETE),
+    hangup (the leg ended), room_deleted, room_empty, provider_closed, error (with `error`)."""
+
+    type = "agent.disconnected"
+    provider: str
+    reason: str
+    error: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AgentUserTranscript(LegOrRoomEvent):
+    """What the provider heard the caller say (a final text)."""
+
+    type = "agent.user_transcript"
+    text: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AgentResponse(LegOrRoomEvent):
+    """What the agent answered, as text."""
+
+    type = "agent.agent_response"
+    text: str
+
+
 # ---- the registry ----
 
 _EVENT_CLASSES: tuple[type[Event], ...] = (
@@ -293,6 +333,10 @@ _EVENT_CLASSES: tuple[type[Event], ...] = (
     RecordingPaused,
     RecordingResumed,
     RecordingFinished,
+    AgentConnected,
+    AgentDisconnected,
+    AgentUserTranscript,
+    AgentResponse,
     RoomCreated,
     RoomDeleted,
 )

@@ -106,12 +106,16 @@ class LegMedia:
         "seat",
         "sources",
         "taps",
+        "voices",
     )
 
     def __init__(self, key: str, endpoint: MediaEndpoint) -> None:
         self.key = key
         self.endpoint = endpoint
         self.sources: list[FrameSource] = []
+        # Audio spoken on this leg's behalf (an agent attached to it): heard by the leg alone
+        # when it is in no room, else added to its room's mix so that everyone hears it.
+        self.voices: list[FrameSource] = []
         self.last_in: np.ndarray | None = None
         self.on_finished: Callable[[FrameSource], None] | None = None
         self.muted = False
@@ -137,6 +141,10 @@ class LegMedia:
         its own sources."""
         room_part = None if self.deaf else self.room_out
         own = _sum_sources(self.sources, self.on_finished) if self.sources else None
+        if self.voices and self.room is None:
+            voice = _sum_sources(self.voices, None)
+            if voice is not None:
+                own = voice if own is None else own + voice
         if own is None:
             return _SILENCE[self.mix_rate] if room_part is None else room_part
         if self.mix_rate != DEFAULT_MIX_RATE:
@@ -166,9 +174,12 @@ class RoomMedia:
         self.taps: list[RoomTap] = []
         self.source_resampler = Resampler(DEFAULT_MIX_RATE, rate) if rate != SAMPLE_RATE else None
 
-    def sources_frame(self) -> np.ndarray | None:
-        """This tick's sum of the room's sources at its rate (int32), if any plays."""
-        extra = _sum_sources(self.sources, self.on_finished)
+    def sources_frame(self, voices: np.ndarray | None = None) -> np.ndarray | None:
+        """This tick's sum of the room's sources and its members' `voices` (a 16 kHz int32
+        sum) at its rate (int32), if any plays."""
+        extra = _sum_sources(self.sources, self.on_finished) if self.sources else None
+        if voices is not None:
+            extra = voices if extra is None else extra + voices
         if extra is not None and self.source_resampler is not None:
             extra = _to_rate(extra, self.source_resampler)
         return extra
@@ -276,6 +287,13 @@ class MediaEngine:
         room.taps.append(tap)
         return AttachmentHandle(room.taps, tap)
 
+    def add_leg_voice(self, key: str, source: FrameSource) -> AttachmentHandle:
+        """Speak `source` on participant `key`'s behalf from the next tick on: into its room's
+        mix while it is in one (everyone hears it, the leg too), else to the leg alone."""
+        media = self._require(key)
+        media.voices.append(source)
+        return AttachmentHandle(media.voices, source)
+
     def add_analyser(self, key: str, analyser: Analyser) -> AttachmentHandle:
         """Let `analyser` hear what participant `key` says from the next tick on."""
         media = self._require(key)
@@ -345,11 +363,19 @@ class MediaEngine:
                     group = self._groups[rate] = _MixGroup(rate)
                 group.set_rooms(rooms)
             self._layout_dirty = False
+        voices: dict[str, np.ndarray] = {}  # room key -> its members' voices (16 kHz)
+        for media in self._legs.values():
+            if media.voices and media.room is not None:
+                voice = _sum_sources(media.voices, None)
+                if voice is not None:
+                    key = media.room.key
+                    voices[key] = voice if key not in voices else voices[key] + voice
         for group in self._groups.values():
             extras: dict[int, np.ndarray] = {}
             for index, room in enumerate(group.rooms):
-                if room.sources:
-                    extra = room.sources_frame()
+                voice = voices.get(room.key) if voices else None
+                if room.sources or voice is not None:
+                    extra = room.sources_frame(voice)
                     if extra is not None:
                         extras[index] = extra
             members = group.members

@@ -28,10 +28,6 @@ SHARED = LIVE if (LIVE / "API-NOTES.md").exists() else COPY
 # Documented types whose feature is not built: each feature's routes answer 501 today
 # (api/later.py names the capability).
 NOT_BUILT = {
-    "agent.connected": "AI agents",
-    "agent.disconnected": "AI agents",
-    "agent.user_transcript": "AI agents",
-    "agent.agent_response": "AI agents",
     "amd.result": "answering-machine detection",
     "amd.beep": "answering-machine detection",
     "leg.transfer_initiated": "transfer",
@@ -49,6 +45,9 @@ NO_EVENTS_OF_THEIR_OWN = {"WebRTC"}
 UNDOCUMENTED_KEYS = {
     "leg.disconnected": {"leg_type"},
     "tts.finished": {"reason"},  # why it ended (completed, stopped, hangup, room_deleted)
+    # Which provider, and (issue 11) why the session ended and the provider's error.
+    "agent.connected": {"provider"},
+    "agent.disconnected": {"provider", "reason", "error"},
     "recording.finished": {
         "duration_ms",
         "local_file",
