@@ -494,3 +494,47 @@ def test_attachments_need_a_participant_or_room_and_outlive_nothing() -> None:
     engine.detach("a")
     handle.remove()  # the participant is gone: no error
     assert not handle.attached and engine.get("a") is None
+
+
+class ToneSource:
+    """A 16 kHz FrameSource of `count` frames of one tone."""
+
+    def __init__(self, freq: float, count: int) -> None:
+        self.frames = tone_frames(freq, 16000, count)
+
+    def next_frame(self) -> np.ndarray | None:
+        frame = self.frames.pop(0) if self.frames else None
+        return frame
+
+
+def test_a_leg_voice_is_heard_by_the_leg_alone_outside_rooms() -> None:
+    engine = MediaEngine()
+    caller, other = FakeEndpoint(8000), FakeEndpoint(16000)
+    engine.attach("caller", caller)
+    engine.attach("other", other)
+    handle = engine.add_leg_voice("caller", ToneSource(1000.0, 30))
+    _run(engine, 25)
+    assert_hears(caller.written[SETTLE:25], 8000, [1000.0], [])
+    assert rms(np.concatenate(other.written)) == 0
+    handle.remove()
+    _run(engine, 3)
+    assert rms(np.concatenate(caller.written[-2:])) == 0
+
+
+def test_a_leg_voice_goes_into_its_rooms_mix_and_follows_the_leg() -> None:
+    """Everyone in the room hears it, the leg itself too, at each one's rate; out of the room
+    only the leg hears it."""
+    engine = MediaEngine()
+    legs = _room(
+        engine, "r", caller=FakeEndpoint(8000), wide=FakeEndpoint(48000), mid=FakeEndpoint(16000)
+    )
+    endpoints = {key: media.endpoint for key, media in legs.items()}
+    engine.add_leg_voice("caller", ToneSource(1000.0, 200))
+    _run(engine, 40)
+    for key, rate in (("caller", 8000), ("wide", 48000), ("mid", 16000)):
+        written = endpoints[key].written  # type: ignore[attr-defined]
+        assert_hears(written[SETTLE:40], rate, [1000.0], [])
+    engine.leave_room(legs["caller"])
+    _run(engine, 40)
+    assert_hears(endpoints["caller"].written[40 + SETTLE : 80], 8000, [1000.0], [])  # type: ignore[attr-defined]
+    assert rms(np.concatenate(endpoints["mid"].written[40 + SETTLE : 80])) == 0  # type: ignore[attr-defined]
