@@ -12,8 +12,9 @@ link resamples it and paces it at real time).
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -78,3 +79,11 @@ def pcm_array(data: bytes) -> np.ndarray:
     """s16le bytes (an odd trailing byte dropped) as int16 samples."""
     usable = len(data) - len(data) % 2
     return np.frombuffer(data[:usable], dtype="<i2").astype(np.int16)
+
+
+def json_or_none(text: str) -> Any:
+    """A provider's answer parsed, or None when it is not JSON."""
+    try:
+        return json.loads(text)
+    except ValueError:
+        return None

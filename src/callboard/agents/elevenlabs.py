@@ -32,6 +32,7 @@ from callboard.agents.base import (
     SAMPLE_RATE,
     AgentError,
     AgentLink,
+    json_or_none,
     pcm_array,
     pcm_bytes,
 )
@@ -111,7 +112,7 @@ class ElevenLabsClient:
             raise AgentError(f"elevenlabs: cannot get a signed URL: {exc!r}") from None
         if response.status_code != 200:
             raise AgentError(f"elevenlabs: {_error_text(response)} (HTTP {response.status_code})")
-        signed = _json(response.text)
+        signed = json_or_none(response.text)
         if not isinstance(signed, dict) or not isinstance(signed.get("signed_url"), str):
             raise AgentError("elevenlabs: the signed-URL answer has no signed_url")
         return str(signed["signed_url"])
@@ -187,16 +188,9 @@ class ElevenLabsClient:
         return None  # closing the socket ends an ElevenLabs conversation
 
 
-def _json(text: str) -> Any:
-    try:
-        return json.loads(text)
-    except ValueError:
-        return None
-
-
 def _error_text(response: httpx.Response) -> str:
     """ElevenLabs' `{"detail": {"status", "message"}}` (or a plain `detail`), else the body."""
-    body = _json(response.text)
+    body = json_or_none(response.text)
     if isinstance(body, dict):
         detail = body.get("detail")
         if isinstance(detail, dict) and detail.get("message"):

@@ -28,15 +28,6 @@ PING_TIMEOUT = 10.0
 MAX_MESSAGE = 16 * 1024 * 1024  # a provider may send seconds of audio in one message
 
 
-def websocket_base(http_base: str) -> str:
-    """`https://api.example.com` -> `wss://api.example.com` (http -> ws)."""
-    base = http_base.rstrip("/")
-    for http, ws in (("https://", "wss://"), ("http://", "ws://")):
-        if base.startswith(http):
-            return ws + base[len(http) :]
-    return base
-
-
 async def open_socket(
     url: str,
     provider: str,

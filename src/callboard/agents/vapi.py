@@ -27,6 +27,7 @@ from callboard.agents.base import (
     AgentError,
     AgentLink,
     InjectionUnsupported,
+    json_or_none,
     pcm_array,
     pcm_bytes,
 )
@@ -88,7 +89,7 @@ class VapiClient:
             raise AgentError(f"vapi: cannot create the call: {exc!r}") from None
         if response.status_code not in (200, 201):
             raise AgentError(f"vapi: {_error_text(response)} (HTTP {response.status_code})")
-        call = _json(response.text)
+        call = json_or_none(response.text)
         transport = call.get("transport") if isinstance(call, dict) else None
         socket_url = transport.get("websocketCallUrl") if isinstance(transport, dict) else None
         if not isinstance(socket_url, str):
@@ -154,16 +155,9 @@ class VapiClient:
             await send(self._socket, json.dumps({"type": "end-call"}), PROVIDER)
 
 
-def _json(text: str) -> Any:
-    try:
-        return json.loads(text)
-    except ValueError:
-        return None
-
-
 def _error_text(response: httpx.Response) -> str:
     """Vapi's `{"message": str | [str], "error", "statusCode"}`, else the body."""
-    body = _json(response.text)
+    body = json_or_none(response.text)
     if isinstance(body, dict) and body.get("message"):
         message = body["message"]
         return "; ".join(map(str, message)) if isinstance(message, list) else str(message)
