@@ -31,6 +31,8 @@ INJECTED = {
     },
 }
 
+CHUNK_MS = {"elevenlabs": 20, "deepgram": 1000, "vapi": 250}
+
 
 @pytest.mark.parametrize("provider", CLOUD_PROVIDERS)
 def test_agent_on_a_call_hears_answers_is_interrupted_and_takes_messages(
@@ -38,6 +40,11 @@ def test_agent_on_a_call_hears_answers_is_interrupted_and_takes_messages(
 ) -> None:
     hooks = webhook_receiver
     with cloud_agent(provider) as agent:
+        # Replies in chunks from 20 ms to 1 s, sent faster than real time; ElevenLabs answers
+        # in mu-law at 8 kHz, as its agent declares.
+        agent.knobs.chunk_ms = CHUNK_MS[provider]
+        if provider == "elevenlabs":
+            agent.standin.knobs.output_format = "ulaw_8000"
         a = server_factory(WEBHOOK_URL=hooks.url)
         b = server_factory(WEBHOOK_URL=hooks.url, **agent.env)
         a_leg, b_leg, caller = call_with_caller(a, b, hooks, f"caller-{provider}")
@@ -117,6 +124,9 @@ def test_room_agent_with_three_participants(
     mix (a participant speaks) and all three hear its answer; deleting the room ends it."""
     hooks = webhook_receiver
     with cloud_agent(provider) as agent:
+        if provider == "elevenlabs":  # formats the agent declares: 8 kHz in, 44.1 kHz out
+            agent.standin.knobs.input_format = "pcm_8000"
+            agent.standin.knobs.output_format = "pcm_44100"
         a = server_factory(WEBHOOK_URL=hooks.url)
         b = server_factory(WEBHOOK_URL=hooks.url, **agent.env)
         a_leg, b_leg, caller = call_with_caller(a, b, hooks, f"room-{provider}")

@@ -195,3 +195,34 @@ def test_a_bot_that_stops_reading_and_answering_is_dropped(
         assert ended.request.monotonic - t0 < 25
         assert b.get_leg(b_leg)["state"] == "connected"  # type: ignore[index]
     assert a.api("DELETE", f"/legs/{a_leg}").status_code == 200
+
+
+def test_a_room_agent_ends_when_its_room_empties_or_goes(
+    server_factory: ServerFactory, webhook_receiver: WebhookReceiver
+) -> None:
+    hooks = webhook_receiver
+    with cloud_agent("deepgram") as agent:
+        a = server_factory(WEBHOOK_URL=hooks.url)
+        b = server_factory(WEBHOOK_URL=hooks.url, **agent.env)
+        for room, ending, reason in (
+            ("kept", "hangup", "room_empty"),
+            ("gone", "delete", "room_deleted"),
+        ):
+            since = hooks.mark()
+            a_leg = a.api("POST", "/legs", {"type": "sip", "uri": b.sip_uri("bob")}).json()["id"]
+            b_leg = hooks.wait_for("leg.ringing", since=since, instance_id=b.instance_id)["leg_id"]
+            assert b.api("POST", f"/legs/{b_leg}/answer").status_code == 200
+            hooks.wait_for("leg.connected", since=since, leg_id=a_leg)
+            assert b.api("POST", "/rooms", {"id": room}).status_code in (200, 201)
+            assert b.api("POST", f"/rooms/{room}/legs", {"leg_id": b_leg}).status_code == 200
+            since = hooks.mark()
+            assert b.api("POST", f"/rooms/{room}/agent/deepgram", {}).status_code == 200
+            hooks.wait_for("agent.connected", since=since, room_id=room)
+            if ending == "hangup":
+                assert a.api("DELETE", f"/legs/{a_leg}").status_code == 200
+            else:
+                assert b.api("DELETE", f"/rooms/{room}").status_code == 200
+            ended = hooks.wait_for("agent.disconnected", since=since, room_id=room)
+            assert ended["reason"] == reason
+            disconnected(hooks, b_leg)
+            assert len(hooks.events("agent.disconnected", since=since)) == 1

@@ -356,7 +356,12 @@ class AgentManager:
         )
 
     def _left(self, room: Room, session: AgentSession) -> None:
-        if room.empty:
+        # Looked at once the current step is over: deleting a room hangs up its legs first,
+        # and its agent must then end with room_deleted, not room_empty.
+        asyncio.get_running_loop().call_soon(self._check_empty, room, session)
+
+    def _check_empty(self, room: Room, session: AgentSession) -> None:
+        if room.empty and not room.dropping and not session.ended:
             self._stop(session, "room_empty")
 
     def room_session(self, room_id: str) -> AgentSession:
