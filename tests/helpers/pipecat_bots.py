@@ -7,9 +7,10 @@ message, both ways, is one protobuf `pipecat.Frame` (`ProtobufFrameSerializer`).
 prints one line `ready P P+1 ... P+N-1` on stdout once every transport listens, then serves
 until SIGTERM/SIGINT. `--count N` runs N independent pipelines (one per port) in this process.
 
-- `echo`: input audio comes back as output audio at the rate it was sent (16 kHz pipeline, so
-  no resampling), in the transport's 40 ms chunks; a text or transcription frame comes back as
-  the message `{"echo": text}`. No RTVI.
+- `echo`: input audio comes back as output audio, bit for bit at 16 kHz (the pipeline's rate
+  both ways; the output transport resamples audio sent at another rate to 16 kHz), in the
+  transport's 40 ms chunks; a text or transcription frame comes back as the message
+  `{"echo": text}`. No RTVI.
 - `tone`: the agent stand-ins' ToneAgent (tests/helpers/standins/agent_common.py) behind a real
   pipeline. Input 16 kHz, output 24 kHz (pipecat's default, so the client resamples). A burst
   of a tone is answered with the RTVI messages `user-transcription` ("tone <Hz>") and
@@ -102,10 +103,14 @@ from tests.helpers.standins.agent_common import (
     UserTranscript,
 )
 
+# The generated protobuf module builds its classes at import: type checkers cannot see them.
+ProtoFrame: Any = frames_pb2.Frame  # type: ignore[attr-defined]
+
 HOST = "127.0.0.1"
 IN_RATE = 16000  # what both bots expect from the client (pipecat's default input rate)
 TONE_OUT_RATE = 24000  # pipecat's default output rate
 ECHO_OUT_RATE = 16000
+READY_TIMEOUT = 10.0  # s (plus 0.5 s a pipeline) to listen on every port; else one is taken
 
 
 def user_transcription_message(text: str) -> dict[str, Any]:
@@ -129,14 +134,42 @@ def bot_output_message(text: str) -> dict[str, Any]:
 
 
 class BotProcessor(FrameProcessor):
-    """What both bots share: per-client state and a clean slate for the next client."""
+    """What both bots share: a clean slate for each client.
 
-    async def client_connected(self) -> None:
+    Output still queued for a client that left must not reach the next one, so leaving
+    interrupts the pipeline. The transport runs its connect and disconnect handlers as
+    separate tasks, and a client that closes and reconnects at once can have its new
+    connection handled before its old one's departure: then the connect interrupts instead
+    (the new client then starts with an InterruptionFrame) and the late departure does
+    nothing, so it cannot cut the new client's greeting.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._client: object | None = None
+        self._turnover = asyncio.Lock()
+
+    async def client_connected(self, websocket: object) -> None:
+        async with self._turnover:
+            stale = self._client is not None
+            self._client = websocket
+            if stale:
+                await self.broadcast_interruption()
+            await self.on_client()
+
+    async def client_disconnected(self, websocket: object) -> None:
+        async with self._turnover:
+            if websocket is not self._client:
+                return
+            self._client = None
+            await self.broadcast_interruption()
+            await self.on_client_gone()
+
+    async def on_client(self) -> None:
         pass
 
-    async def client_disconnected(self) -> None:
-        # Audio still queued for the client that left must not reach the next one.
-        await self.broadcast_interruption()
+    async def on_client_gone(self) -> None:
+        pass
 
     async def send_message(self, message: dict[str, Any]) -> None:
         await self.push_frame(OutputTransportMessageUrgentFrame(message=message))
@@ -167,17 +200,16 @@ class ToneBot(BotProcessor):
     def _new_agent(self) -> ToneAgent:
         return ToneAgent(IN_RATE, TONE_OUT_RATE, self.knobs)
 
-    async def client_connected(self) -> None:
+    async def on_client(self) -> None:
         self.knobs.connections += 1
         self.knobs.note("connected")
         self._agent = self._new_agent()
         if self.knobs.greeting:
             await self._speak(self._agent.speak())
 
-    async def client_disconnected(self) -> None:
+    async def on_client_gone(self) -> None:
         self.knobs.note("disconnected")
         self._agent = self._new_agent()
-        await super().client_disconnected()
 
     async def process_frame(self, frame: Frame, direction: FrameDirection) -> None:
         await super().process_frame(frame, direction)
@@ -246,12 +278,12 @@ def build_worker(
         on_ready()
 
     @transport.event_handler("on_client_connected")
-    async def _connected(_transport: Any, _websocket: Any) -> None:
-        await processor.client_connected()
+    async def _connected(_transport: Any, websocket: Any) -> None:
+        await processor.client_connected(websocket)
 
     @transport.event_handler("on_client_disconnected")
-    async def _disconnected(_transport: Any, _websocket: Any) -> None:
-        await processor.client_disconnected()
+    async def _disconnected(_transport: Any, websocket: Any) -> None:
+        await processor.client_disconnected(websocket)
 
     pipeline = Pipeline([transport.input(), processor, transport.output()])
     return PipelineWorker(
@@ -269,7 +301,7 @@ def build_worker(
 
 def audio_frame(pcm: bytes, sample_rate: int = IN_RATE, num_channels: int = 1) -> bytes:
     """One WS message: caller audio (becomes an InputAudioRawFrame at the rate we declare)."""
-    frame = frames_pb2.Frame()
+    frame = ProtoFrame()
     frame.audio.audio = pcm
     frame.audio.sample_rate = sample_rate
     frame.audio.num_channels = num_channels
@@ -277,13 +309,13 @@ def audio_frame(pcm: bytes, sample_rate: int = IN_RATE, num_channels: int = 1) -
 
 
 def text_frame(text: str) -> bytes:
-    frame = frames_pb2.Frame()
+    frame = ProtoFrame()
     frame.text.text = text
     return frame.SerializeToString()
 
 
 def transcription_frame(text: str, user_id: str = "caller") -> bytes:
-    frame = frames_pb2.Frame()
+    frame = ProtoFrame()
     frame.transcription.text = text
     frame.transcription.user_id = user_id
     frame.transcription.timestamp = time_now_iso8601()
@@ -291,7 +323,7 @@ def transcription_frame(text: str, user_id: str = "caller") -> bytes:
 
 
 def interruption_frame() -> bytes:
-    frame = frames_pb2.Frame()
+    frame = ProtoFrame()
     frame.interruption.SetInParent()  # an empty message still selects the oneof
     return frame.SerializeToString()
 
@@ -309,7 +341,7 @@ class Received:
 
 
 def parse_frame(data: bytes, at: float | None = None) -> Received:
-    frame = frames_pb2.Frame.FromString(data)
+    frame = ProtoFrame.FromString(data)
     kind = frame.WhichOneof("frame") or ""
     at = time.monotonic() if at is None else at
     if kind == "audio":
@@ -488,7 +520,8 @@ def knobs_from(args: argparse.Namespace) -> AgentKnobs:
     )
 
 
-async def serve(args: argparse.Namespace) -> None:
+async def serve(args: argparse.Namespace) -> bool:
+    """Run the bots until a signal; False if they never all listened (a port in use)."""
     ports = [args.port + i for i in range(args.count)]
     listening: set[int] = set()
     all_ready = asyncio.Event()
@@ -518,7 +551,14 @@ async def serve(args: argparse.Namespace) -> None:
     await runner.add_workers(*workers)
 
     async def announce() -> None:
-        await all_ready.wait()
+        timeout = READY_TIMEOUT + 0.5 * len(ports)
+        try:
+            await asyncio.wait_for(all_ready.wait(), timeout)
+        except TimeoutError:
+            missing = sorted(set(ports) - listening)
+            logger.error(f"not listening after {timeout} s on ports {missing}")
+            await runner.cancel("not ready")
+            return
         print("ready " + " ".join(str(p) for p in ports), flush=True)
 
     announcer = asyncio.create_task(announce())
@@ -528,6 +568,7 @@ async def serve(args: argparse.Namespace) -> None:
         announcer.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await announcer
+    return all_ready.is_set()
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -550,7 +591,8 @@ def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     logger.remove()
     logger.add(sys.stderr, level=args.log_level.upper(), filter=quiet_shutdown)
-    asyncio.run(serve(args))
+    if not asyncio.run(serve(args)):
+        sys.exit(1)
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@ Callboard's client will: a raw websockets client speaking pipecat's own protobuf
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 
 import numpy as np
 import pytest
@@ -27,7 +28,7 @@ def is_audio(r: Received) -> bool:
     return r.kind == "audio"
 
 
-def is_message(kind: str) -> object:
+def is_message(kind: str) -> Callable[[Received], bool]:
     def match(r: Received) -> bool:
         return r.kind == "message" and isinstance(r.message, dict) and r.message.get("type") == kind
 
@@ -96,12 +97,18 @@ async def test_tone_answers_injects_and_takes_a_second_client() -> None:
 async def test_tone_greeting_and_barge_in() -> None:
     args = ["--kind", "tone", "--port", str(free_port("tcp")), "--reply-seconds", "5"]
     with running_bot(*args, "--greeting") as bot:
+        # A caller who hangs up mid-greeting, and the next one on at once: what was left for
+        # the first must not reach the second, nor cut the second's greeting short.
+        async with BotCall(bot.url()) as first:
+            await first.wait_for(is_audio, 5)
         async with BotCall(bot.url()) as call:
             # The greeting starts on connect, unasked; the caller talks over it.
-            await call.wait_for(is_audio, 5)
+            started = await call.wait_for(is_audio, 5)
             await asyncio.sleep(0.5)
+            talking = len(call.received)
             await call.play(BURST)
-            cut = await call.wait_for(lambda r: r.kind == "interruption", 5)
+            cut = await call.wait_for(lambda r: r.kind == "interruption", 5, after=started)
+            assert cut >= talking, "the greeting was cut before the caller spoke"
             greeting, _ = call.audio(until=cut)
             assert 0.3 < len(greeting) / 2 / 24000 < 2.5  # of the 5 s greeting
             heard = await call.wait_for(is_message("user-transcription"), 5, after=cut)
