@@ -191,9 +191,7 @@ def test_unknown_routes_wrong_methods_and_later_capabilities(b: ServerProcess) -
     ):
         assert_error(b.api(method, path), 405, b)
     for method, path in (
-        ("POST", "/v1/rooms/r1/agent/vapi"),
         ("POST", "/v1/legs/x/amd"),
-        ("POST", "/v1/legs/x/agent/elevenlabs"),
         ("POST", "/v1/legs/x/transfer"),
         ("POST", "/v1/webrtc/offer"),
     ):
