@@ -90,8 +90,8 @@ class Instance:
         }
         # The environment a user has: nothing here tunes the server (no BLAS thread limits;
         # the server sets its own).
-        for name in ("OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "OMP_NUM_THREADS"):
-            env.pop(name, None)
+        for variable in ("OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "OMP_NUM_THREADS"):
+            env.pop(variable, None)
         cmd = pinned([sys.executable, "-m", "callboard"], cpu)
         self.log = open(f"/tmp/bench-{name}.log", "wb")  # noqa: SIM115
         self.proc = subprocess.Popen(cmd, env=env, stdout=self.log, stderr=subprocess.STDOUT)

@@ -16,6 +16,7 @@ import numpy as np
 import uvicorn
 from starlette.types import ASGIApp
 
+from callboard import tls
 from callboard.api.app import create_app
 from callboard.api.commands import Commands
 from callboard.config import Settings
@@ -76,6 +77,7 @@ def warm_up() -> None:
         codec = create_codec(name)
         codec.decode(codec.encode(np.zeros(codec.sample_rate // 50, dtype=np.int16)))
     s3.warm_up()
+    tls.client_context()  # the CA bundle, loaded once
 
 
 class _Uvicorn(uvicorn.Server):

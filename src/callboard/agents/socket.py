@@ -20,6 +20,7 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus, InvalidURI, W
 from websockets.typing import Data
 
 from callboard.agents.base import CLOSE_TIMEOUT, OPEN_TIMEOUT, SEND_DEADLINE, AgentError
+from callboard.tls import websocket_ssl
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +46,7 @@ async def open_socket(
             ping_timeout=PING_TIMEOUT,
             compression=None,  # audio hardly compresses; spare the CPU
             max_size=MAX_MESSAGE,
+            **websocket_ssl(url),
         )
     except InvalidStatus as exc:
         response = exc.response
@@ -70,6 +72,15 @@ async def send(socket: ClientConnection, data: Data, provider: str) -> None:
         ) from None
 
 
+class _SendWatch:
+    """The write deadline of the audio stream, checked once a second rather than armed around
+    each of its 50 writes a second (a timer per write costs more than the write)."""
+
+    def __init__(self) -> None:
+        self.since: float | None = None  # loop time the pending write began
+        self.expired = False
+
+
 async def bridge(
     socket: ClientConnection,
     provider: str,
@@ -78,29 +89,50 @@ async def bridge(
 ) -> None:
     """Send `outgoing` while handing each message received to `handle`, until the provider
     closes (a normal close returns, any other raises AgentError) or sending fails."""
-    sender = asyncio.get_running_loop().create_task(_send_all(socket, provider, outgoing))
+    loop = asyncio.get_running_loop()
+    watch = _SendWatch()
+    sender = loop.create_task(_send_all(socket, outgoing, watch))
+    receiver = loop.create_task(_receive_all(socket, provider, handle))
+    timers: list[asyncio.TimerHandle] = []
+
+    def check() -> None:
+        if watch.since is not None and loop.time() - watch.since > SEND_DEADLINE:
+            watch.expired = True
+            sender.cancel()
+        elif not sender.done():
+            timers[0] = loop.call_later(1.0, check)
+
+    timers.append(loop.call_later(1.0, check))
     try:
-        receiver = asyncio.ensure_future(_receive_all(socket, provider, handle))
         done, _ = await asyncio.wait({sender, receiver}, return_when=asyncio.FIRST_COMPLETED)
-        if sender in done and sender.exception() is not None:
-            receiver.cancel()
-            with contextlib.suppress(BaseException):
-                await receiver
-            raise sender.exception()  # type: ignore[misc]
+        if sender in done:
+            if watch.expired:
+                raise AgentError(
+                    f"{provider} stopped reading (a write took over {SEND_DEADLINE:g} s)"
+                )
+            if sender.exception() is not None:
+                raise sender.exception()  # type: ignore[misc]
         await receiver  # the sender only ends early on an error: the receiver tells the end
     finally:
-        sender.cancel()
-        with contextlib.suppress(BaseException):
-            await sender
+        timers[0].cancel()
+        for task in (sender, receiver):
+            task.cancel()
+            with contextlib.suppress(BaseException):
+                await task
         with contextlib.suppress(Exception):
             async with asyncio.timeout(CLOSE_TIMEOUT):
                 await socket.close()
 
 
-async def _send_all(socket: ClientConnection, provider: str, outgoing: AsyncIterable[Data]) -> None:
+async def _send_all(
+    socket: ClientConnection, outgoing: AsyncIterable[Data], watch: _SendWatch
+) -> None:
+    loop = asyncio.get_running_loop()
     try:
         async for data in outgoing:
-            await send(socket, data, provider)
+            watch.since = loop.time()
+            await socket.send(data)
+            watch.since = None
     except ConnectionClosed:
         pass  # the receiver sees the close and says why
     # The call's audio only ends when the session is being stopped: wait to be cancelled.

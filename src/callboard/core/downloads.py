@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 import httpx
 
 from callboard.core.errors import BadRequest
+from callboard.tls import client_context
 
 log = logging.getLogger(__name__)
 
@@ -94,6 +95,7 @@ async def download(
             httpx.AsyncClient(
                 follow_redirects=True,
                 max_redirects=limits.max_redirects,
+                verify=client_context(),
                 timeout=timeout,
                 transport=transport,
             ) as client,

@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 import httpx
 
 from callboard.events.bus import Envelope, event_json
+from callboard.tls import client_context
 
 logger = logging.getLogger(__name__)
 
@@ -198,6 +199,7 @@ class WebhookSink:
         if self._client is None:
             self._client = httpx.AsyncClient(
                 follow_redirects=False,
+                verify=client_context(),
                 limits=httpx.Limits(
                     max_connections=self._concurrency,
                     max_keepalive_connections=self._concurrency,

@@ -21,6 +21,9 @@ import numpy as np
 from callboard.media.frames import FRAME_MS, FRAME_SAMPLES, SAMPLE_RATE
 
 DEFAULT_MAX_MS = 10_000
+# A flush ends the audio with a 5 ms ramp down rather than mid-waveform, which clicks.
+FADE_SAMPLES = SAMPLE_RATE // 200
+_FADE = np.linspace(1.0, 0.0, FADE_SAMPLES, endpoint=False, dtype=np.float32)
 
 _SILENCE = np.zeros(FRAME_SAMPLES, dtype=np.int16)
 _SILENCE.setflags(write=False)
@@ -37,6 +40,7 @@ class StreamedSource:
         self._buffered = 0
         self._frame = np.zeros(FRAME_SAMPLES, dtype=np.int16)
         self._closed = False
+        self._fade: np.ndarray | None = None  # the ramp a flush left for the next frame
         self._flushes = 0
         self._room = asyncio.Event()  # set while there is room for more
         self._room.set()
@@ -87,9 +91,13 @@ class StreamedSource:
         self._room.set()  # a waiting writer returns
 
     def flush(self) -> int:
-        """Drop everything buffered at once (barge-in); returns the milliseconds dropped."""
+        """Drop everything buffered at once (barge-in): the next frame is a 5 ms fade of what
+        would have played, then silence. Returns the milliseconds dropped."""
         dropped = self._buffered * 1000 // SAMPLE_RATE
         self._flushes += 1
+        if self._chunks and self.started:
+            head = np.concatenate(list(self._chunks)[:FADE_SAMPLES])[:FADE_SAMPLES]
+            self._fade = (head * _FADE[: len(head)]).astype(np.int16)
         self._chunks.clear()
         self._buffered = 0
         self.flushed_ms += dropped
@@ -99,6 +107,13 @@ class StreamedSource:
     # ---- the media clock's side (FrameSource) ----
 
     def next_frame(self) -> np.ndarray | None:
+        if self._fade is not None:
+            fade, self._fade = self._fade, None
+            if self._buffered == 0:
+                frame = self._frame
+                frame[:] = 0
+                frame[: len(fade)] = fade
+                return frame
         if self._buffered < FRAME_SAMPLES and not self._closed:
             # Not a whole frame yet: wait for the rest rather than play a gap into the word.
             if self.started:

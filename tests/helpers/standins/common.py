@@ -201,7 +201,9 @@ def start_standin(app: ASGIApp) -> tuple[str, Callable[[], None]]:
     Returns `(base_url, stop)`; `stop()` shuts the server down (idempotent). The base URL is
     what ELEVENLABS_BASE_URL / DEEPGRAM_BASE_URL take, in this process or a child server.
     """
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    # IPPROTO_TCP named: asyncio then turns Nagle off on the connections it accepts, so a
+    # small reply is not held back until the client's next packet acknowledges the last.
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]

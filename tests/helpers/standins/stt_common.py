@@ -273,7 +273,9 @@ def start_ws_standin(app: ASGIApp, recv_buffer: int = 32 * 1024) -> tuple[str, C
     Returns `(base_url, stop)`; the base URL (http://...) is what the providers' base URL
     settings take.
     """
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    # IPPROTO_TCP named: asyncio then turns Nagle off on the connections it accepts, so a
+    # small reply is not held back until the client's next packet acknowledges the last.
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, recv_buffer)  # inherited on accept
     sock.bind(("127.0.0.1", 0))

@@ -7,6 +7,7 @@ import numpy as np
 
 from callboard.core.agents import HEARD_QUEUE_FRAMES, AgentAudio
 from callboard.media.frames import FRAME_SAMPLES
+from callboard.media.streamed import FADE_SAMPLES
 
 
 async def take(audio: AgentAudio, count: int) -> list[np.ndarray]:
@@ -47,6 +48,8 @@ async def test_speech_at_any_rate_is_paced_and_flushed_at_once() -> None:
     assert first is not None and len(first) == FRAME_SAMPLES
     audio.interrupt()
     assert audio.speech.buffered_ms == 0 and audio.last_interrupt is not None
+    faded = audio.read_frame()  # 5 ms ramping down, then silence
+    assert faded is not None and not faded[FADE_SAMPLES:].any()
     silent = audio.read_frame()
     assert silent is not None and not silent.any()
 

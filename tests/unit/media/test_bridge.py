@@ -12,6 +12,7 @@ import pytest
 from callboard.api.room_ws_framing import FRAME_BYTES, RoomWsFraming
 from callboard.media.bridge import AudioBridge, LiveInput, PacedInput
 from callboard.media.engine import MediaEngine
+from callboard.media.streamed import FADE_SAMPLES
 
 from .audio_analysis import tone
 
@@ -37,6 +38,7 @@ def test_paced_input_plays_a_burst_at_real_time_and_flushes() -> None:
     frames = [paced.next_frame() for _ in range(10)]
     assert all(f is not None and f.any() for f in frames)
     assert paced.flush() == 300
+    assert not paced.next_frame()[FADE_SAMPLES:].any()  # type: ignore[index]  # a 5 ms fade
     assert not paced.next_frame().any()  # type: ignore[union-attr]
     with pytest.raises(ValueError, match="buffer full"):
         paced.push(np.zeros(20000, dtype=np.int16))

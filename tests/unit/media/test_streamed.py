@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from callboard.media.engine import MediaEngine
-from callboard.media.streamed import StreamedSource
+from callboard.media.streamed import FADE_SAMPLES, StreamedSource
 
 from .audio_analysis import tone
 from .test_engine import FakeEndpoint, _room, _run
@@ -56,10 +56,16 @@ def test_nothing_plays_before_the_first_audio_and_that_is_no_underrun() -> None:
 
 def test_flush_silences_at_once_and_says_how_much_was_dropped() -> None:
     source = StreamedSource()
-    source.offer(_speech(2.0))
+    speech = _speech(2.0)
+    source.offer(speech)
     _drain(source, 10)
     assert source.flush() == 1800
     assert source.buffered_ms == 0 and source.flushed_ms == 1800
+    faded = _drain(source, 1)[0]  # 5 ms ramping down from where the speech was, then silence
+    assert faded is not None and not faded[FADE_SAMPLES:].any()
+    ramp = np.linspace(1.0, 0.0, FADE_SAMPLES, endpoint=False)
+    expected = speech[3200 : 3200 + FADE_SAMPLES] * ramp  # what was next, ramped down
+    assert np.abs(faded[:FADE_SAMPLES] - expected).max() <= 1
     assert not _drain(source, 1)[0].any()  # type: ignore[union-attr]
     source.offer(_speech(0.1, 900.0))  # speaking again after the barge-in
     assert _drain(source, 1)[0].any()  # type: ignore[union-attr]

@@ -28,6 +28,7 @@ from websockets.frames import Close
 from websockets.typing import Data
 
 from callboard.speech.stt.base import SEND_DEADLINE, SttError
+from callboard.tls import websocket_ssl
 
 log = logging.getLogger(__name__)
 
@@ -80,6 +81,7 @@ async def open_socket(
             close_timeout=CLOSE_TIMEOUT,
             compression=None,  # PCM hardly compresses; spare the CPU
             max_size=4 * 1024 * 1024,
+            **websocket_ssl(url),
         )
     except InvalidStatus as exc:
         response = exc.response

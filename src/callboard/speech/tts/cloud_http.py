@@ -18,6 +18,7 @@ from typing import Any
 import httpx
 
 from callboard.speech.tts.base import TtsError
+from callboard.tls import client_context
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +48,9 @@ def new_client(
     timeout = httpx.Timeout(
         connect=timeouts.connect, read=None, write=timeouts.between_chunks, pool=timeouts.connect
     )
-    return httpx.AsyncClient(timeout=timeout, follow_redirects=False, transport=transport)
+    return httpx.AsyncClient(
+        timeout=timeout, follow_redirects=False, transport=transport, verify=client_context()
+    )
 
 
 def is_transient_status(status: int) -> bool:
