@@ -1,9 +1,10 @@
 """What every AI-agent provider client is and what it talks to.
 
 A client (`AgentClient`) holds one provider session: it opens the provider's socket, sends
-what the call hears, and turns what the provider sends into calls on its `AgentLink`: audio to
-play, a flush on barge-in, transcripts, the conversation id. It knows nothing of legs, rooms
-or the media clock; core/agents.py gives it a link and runs it as a task.
+what the call hears (handed to it frame by frame), and turns what the provider sends into
+calls on its `AgentLink`: audio to play, a flush on barge-in, transcripts, the conversation
+id. It knows nothing of legs, rooms or the media clock; core/agents.py gives it a link and
+runs it as a task.
 
 The audio a link gives is 16 kHz PCM in 20 ms frames whatever the leg's codec or the room's
 rate; the audio a client plays may be at any rate and in chunks of any size and speed (the
@@ -13,7 +14,7 @@ link resamples it and paces it at real time).
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
+from collections.abc import Callable
 from typing import Any, Protocol
 
 import numpy as np
@@ -35,8 +36,14 @@ class InjectionUnsupported(AgentError):
 class AgentLink(Protocol):
     """The call's side of a session."""
 
-    def heard(self) -> AsyncIterator[np.ndarray]:
-        """What the agent hears: 16 kHz int16 frames of 20 ms, at real time, until the end."""
+    def listen(
+        self,
+        consumer: Callable[[np.ndarray], None] | None,
+        on_error: Callable[[BaseException], None] | None = None,
+    ) -> None:
+        """Call `consumer` with what the agent hears, 16 kHz int16 frames of 20 ms, as they
+        come (at real time), right after the media tick that produced them; it must not block.
+        An exception it raises goes to `on_error` and stops the listening; None stops it."""
         ...
 
     def play(self, pcm: np.ndarray, rate: int) -> None:

@@ -13,13 +13,12 @@ it); a refusal (`InjectionRefused`) is logged, as the answer comes after the API
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import copy
 import json
 import logging
-from collections.abc import AsyncIterator
 from typing import Any
 
+import numpy as np
 from websockets.asyncio.client import ClientConnection
 from websockets.typing import Data
 
@@ -87,31 +86,11 @@ class DeepgramAgentClient:
         self._socket = socket = await open_socket(
             self.url, PROVIDER, {"Authorization": f"Token {self.api_key}"}
         )
-        await bridge(socket, PROVIDER, self._outgoing(link), self._handle)
+        keepalive = (KEEPALIVE, json.dumps({"type": "KeepAlive"}))
+        await bridge(socket, PROVIDER, link, self._encode, self._handle, keepalive)
 
-    async def _outgoing(self, link: AgentLink) -> AsyncIterator[Data]:
-        await self._applied.wait()
-        frames = aiter(link.heard())
-        pending: asyncio.Future[Any] | None = None
-        try:
-            while True:
-                if pending is None:
-                    pending = asyncio.ensure_future(anext(frames))
-                done, _ = await asyncio.wait({pending}, timeout=KEEPALIVE)
-                if not done:
-                    yield json.dumps({"type": "KeepAlive"})
-                    continue
-                try:
-                    frame = pending.result()
-                except StopAsyncIteration:
-                    return
-                pending = None
-                yield pcm_bytes(frame)
-        finally:
-            if pending is not None:
-                pending.cancel()
-                with contextlib.suppress(BaseException):
-                    await pending
+    def _encode(self, frame: np.ndarray) -> bytes | None:
+        return pcm_bytes(frame) if self._applied.is_set() else None  # no audio before it
 
     async def _handle(self, message: Data) -> None:
         link = self._link

@@ -17,7 +17,6 @@ from __future__ import annotations
 import base64
 import json
 import logging
-from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
@@ -103,6 +102,7 @@ class ElevenLabsClient:
         self._input: AudioFormat | None = None  # known once the metadata came
         self._output: AudioFormat | None = None
         self._cut = -1  # audio events numbered up to this were interrupted
+        self._to_agent: Resampler | None = None
 
     async def _signed_url(self) -> str:
         url = f"{self.base_url}{SIGNED_URL_PATH}?agent_id={quote(self.options.agent_id)}"
@@ -123,20 +123,18 @@ class ElevenLabsClient:
         url = await self._signed_url()
         self._socket = socket = await open_socket(url, PROVIDER)
         await send(socket, json.dumps(initiation(self.options)), PROVIDER)
-        await bridge(socket, PROVIDER, self._audio(link), self._handle)
+        await bridge(socket, PROVIDER, link, self._encode, self._handle)
 
-    async def _audio(self, link: AgentLink) -> AsyncIterator[Data]:
-        to_agent: Resampler | None = None
-        async for frame in link.heard():
-            fmt = self._input
-            if fmt is None:
-                continue  # audio only after the metadata: the format is the agent's to say
-            if fmt.rate != SAMPLE_RATE:
-                if to_agent is None or to_agent.out_rate != fmt.rate:
-                    to_agent = Resampler(SAMPLE_RATE, fmt.rate)
-                frame = to_agent.process(frame)
-            chunk = base64.b64encode(fmt.encode(frame)).decode()
-            yield json.dumps({"user_audio_chunk": chunk})
+    def _encode(self, frame: np.ndarray) -> Data | None:
+        fmt = self._input
+        if fmt is None:
+            return None  # audio only after the metadata: the format is the agent's to say
+        if fmt.rate != SAMPLE_RATE:
+            if self._to_agent is None or self._to_agent.out_rate != fmt.rate:
+                self._to_agent = Resampler(SAMPLE_RATE, fmt.rate)
+            frame = self._to_agent.process(frame)
+        chunk = base64.b64encode(fmt.encode(frame)).decode()
+        return '{"user_audio_chunk": "' + chunk + '"}'  # base64 needs no JSON escaping
 
     async def _handle(self, message: Data) -> None:
         link = self._link

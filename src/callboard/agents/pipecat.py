@@ -13,10 +13,10 @@ Pipecat has no conversation id: the websocket URL stands for it (as VoiceBlender
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
 
+import numpy as np
 from websockets.asyncio.client import ClientConnection
 from websockets.typing import Data
 
@@ -39,12 +39,7 @@ class PipecatClient:
     async def run(self, link: AgentLink) -> None:
         self._socket = socket = await open_socket(self.url, PROVIDER)
         link.connected(self.url)
-        await bridge(socket, PROVIDER, self._audio(link), lambda m: self._handle(link, m))
-
-    @staticmethod
-    async def _audio(link: AgentLink) -> AsyncIterator[Data]:
-        async for frame in link.heard():
-            yield frames.encode_audio(pcm_bytes(frame), SAMPLE_RATE, 1)
+        await bridge(socket, PROVIDER, link, _encode, lambda m: self._handle(link, m))
 
     def _handle(self, link: AgentLink, message: Data) -> None:
         if isinstance(message, str):
@@ -70,6 +65,10 @@ class PipecatClient:
 
     async def goodbye(self) -> None:
         return None  # closing the socket is how a Pipecat client leaves
+
+
+def _encode(frame: np.ndarray) -> bytes:
+    return frames.encode_audio(pcm_bytes(frame), SAMPLE_RATE, 1)
 
 
 def _rtvi(link: AgentLink, data: Any) -> None:

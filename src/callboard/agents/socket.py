@@ -1,7 +1,8 @@
 """Running one provider WebSocket for an agent session: open it (a refused handshake becomes
 an AgentError with the provider's message), then a sender task streams the call's audio
-(each write bounded by SEND_DEADLINE, so a provider that stops reading fails the session
-instead of stalling it) while the receiver hands every message to the client's handler.
+(straight into the socket's buffer; a provider that leaves SEND_DEADLINE seconds of it
+untaken has stopped reading, and the session fails instead of stalling) while the receiver
+hands every message to the client's handler.
 
 The protocol's own pings (every PING_INTERVAL, answered within PING_TIMEOUT) find a provider
 that has gone away without closing. A message the handler cannot make sense of is logged and
@@ -13,13 +14,22 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterable, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 
+import numpy as np
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus, InvalidURI, WebSocketException
+from websockets.protocol import State
 from websockets.typing import Data
 
-from callboard.agents.base import CLOSE_TIMEOUT, OPEN_TIMEOUT, SEND_DEADLINE, AgentError
+from callboard.agents.base import (
+    CLOSE_TIMEOUT,
+    OPEN_TIMEOUT,
+    SAMPLE_RATE,
+    SEND_DEADLINE,
+    AgentError,
+    AgentLink,
+)
 from callboard.tls import websocket_ssl
 
 log = logging.getLogger(__name__)
@@ -72,71 +82,81 @@ async def send(socket: ClientConnection, data: Data, provider: str) -> None:
         ) from None
 
 
-class _SendWatch:
-    """The write deadline of the audio stream, checked once a second rather than armed around
-    each of its 50 writes a second (a timer per write costs more than the write)."""
-
-    def __init__(self) -> None:
-        self.since: float | None = None  # loop time the pending write began
-        self.expired = False
+# Audio the provider has not taken yet, in the socket's write buffer: past this it has stopped
+# reading (about SEND_DEADLINE seconds of 16 kHz PCM), and the session fails.
+MAX_UNSENT = int(SEND_DEADLINE * SAMPLE_RATE * 2)
+KEEPALIVE_CHECK = 1.0  # seconds between checks that something was sent lately
 
 
 async def bridge(
     socket: ClientConnection,
     provider: str,
-    outgoing: AsyncIterable[Data],
+    link: AgentLink,
+    encode: Callable[[np.ndarray], Data | None],
     handle: Callable[[Data], Awaitable[None] | None],
+    keepalive: tuple[float, Data] | None = None,
 ) -> None:
-    """Send `outgoing` while handing each message received to `handle`, until the provider
-    closes (a normal close returns, any other raises AgentError) or sending fails."""
+    """Send what the link hears (each frame as `encode` makes it; None skips it) while
+    handing each message received to `handle`, until the provider closes (a normal close
+    returns, any other raises AgentError) or sending fails. With `keepalive` (seconds,
+    message), the message goes whenever nothing else was sent for that long."""
     loop = asyncio.get_running_loop()
-    watch = _SendWatch()
-    sender = loop.create_task(_send_all(socket, outgoing, watch))
-    receiver = loop.create_task(_receive_all(socket, provider, handle))
-    timers: list[asyncio.TimerHandle] = []
+    sent = [loop.time()]
+    failed: asyncio.Future[None] = loop.create_future()
+    transport = socket.transport
+
+    def consume(frame: np.ndarray) -> None:
+        data = encode(frame)
+        if data is None or not _write(socket, data):
+            return  # not yet, or closing (the receiver says why)
+        sent[0] = loop.time()
+        if transport.get_write_buffer_size() > MAX_UNSENT:
+            raise AgentError(f"{provider} stopped reading ({SEND_DEADLINE:g} s of audio not taken)")
+
+    def fail(exc: BaseException) -> None:
+        if not failed.done():
+            failed.set_exception(exc)
 
     def check() -> None:
-        if watch.since is not None and loop.time() - watch.since > SEND_DEADLINE:
-            watch.expired = True
-            sender.cancel()
-        elif not sender.done():
-            timers[0] = loop.call_later(1.0, check)
+        idle = keepalive is not None and loop.time() - sent[0] >= keepalive[0]
+        if idle and keepalive is not None and _write(socket, keepalive[1]):
+            sent[0] = loop.time()
+        timers[0] = loop.call_later(KEEPALIVE_CHECK, check)
 
-    timers.append(loop.call_later(1.0, check))
+    receiver = loop.create_task(_receive_all(socket, provider, handle))
+    timers = [loop.call_later(KEEPALIVE_CHECK, check)]
+    link.listen(consume, fail)
     try:
-        done, _ = await asyncio.wait({sender, receiver}, return_when=asyncio.FIRST_COMPLETED)
-        if sender in done:
-            if watch.expired:
-                raise AgentError(
-                    f"{provider} stopped reading (a write took over {SEND_DEADLINE:g} s)"
-                )
-            if sender.exception() is not None:
-                raise sender.exception()  # type: ignore[misc]
-        await receiver  # the sender only ends early on an error: the receiver tells the end
+        await asyncio.wait({failed, receiver}, return_when=asyncio.FIRST_COMPLETED)
+        if failed.done():
+            failed.result()  # raises the sender's error
+        await receiver
     finally:
+        link.listen(None)
         timers[0].cancel()
-        for task in (sender, receiver):
-            task.cancel()
-            with contextlib.suppress(BaseException):
-                await task
+        if not failed.done():
+            failed.cancel()
+        receiver.cancel()
+        with contextlib.suppress(BaseException):
+            await receiver
         with contextlib.suppress(Exception):
             async with asyncio.timeout(CLOSE_TIMEOUT):
                 await socket.close()
 
 
-async def _send_all(
-    socket: ClientConnection, outgoing: AsyncIterable[Data], watch: _SendWatch
-) -> None:
-    loop = asyncio.get_running_loop()
-    try:
-        async for data in outgoing:
-            watch.since = loop.time()
-            await socket.send(data)
-            watch.since = None
-    except ConnectionClosed:
-        pass  # the receiver sees the close and says why
-    # The call's audio only ends when the session is being stopped: wait to be cancelled.
-    await asyncio.Event().wait()
+def _write(socket: ClientConnection, data: Data) -> bool:
+    """One message straight into the socket's buffer, without the connection's async send
+    (its locks and context switches cost more than the write, 50 times a second). False once
+    the connection is closing."""
+    protocol = socket.protocol
+    if protocol.state is not State.OPEN:
+        return False
+    if isinstance(data, str):
+        protocol.send_text(data.encode())
+    else:
+        protocol.send_binary(data)
+    socket.send_data()
+    return True
 
 
 async def _receive_all(

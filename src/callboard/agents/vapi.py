@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
@@ -104,12 +103,7 @@ class VapiClient:
         call_id, self.control_url, socket_url = await self._create_call()
         self._socket = socket = await open_socket(socket_url, PROVIDER)
         link.connected(call_id or None)
-        await bridge(socket, PROVIDER, self._audio(link), self._handle)
-
-    @staticmethod
-    async def _audio(link: AgentLink) -> AsyncIterator[Data]:
-        async for frame in link.heard():
-            yield pcm_bytes(frame)
+        await bridge(socket, PROVIDER, link, pcm_bytes, self._handle)
 
     def _handle(self, message: Data) -> None:
         link = self._link

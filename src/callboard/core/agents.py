@@ -23,7 +23,7 @@ import contextlib
 import logging
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -60,18 +60,47 @@ _SILENCE = np.zeros(FRAME_SAMPLES, dtype=np.int16)
 _SILENCE.setflags(write=False)
 
 
+class HeardPump:
+    """Hands every session the frames the clock queued for it, once per tick for all of them:
+    one callback after the tick instead of a task waking up per session 50 times a second.
+    It runs right after the tick, never inside it: the clock only queues."""
+
+    def __init__(self) -> None:
+        self._pending: list[AgentAudio] = []
+        self._scheduled = False
+
+    def wake(self, audio: AgentAudio) -> None:
+        self._pending.append(audio)
+        if not self._scheduled:
+            self._scheduled = True
+            asyncio.get_running_loop().call_soon(self._run)
+
+    def _run(self) -> None:
+        self._scheduled = False
+        pending, self._pending = self._pending, []
+        for audio in pending:
+            audio.deliver()
+
+
+HeardConsumer = Callable[[np.ndarray], None]
+
+
 class AgentAudio:
     """The media side of one session. The clock feeds it what the agent should hear (as a leg
     tap, or as the room participant's `write_frame`) and takes the agent's speech from
-    `speech` (a leg voice, or the participant's `read_frame`)."""
+    `speech` (a leg voice, or the participant's `read_frame`). What it hears goes, resampled
+    to 16 kHz, to the consumer the session's client `listen`s with, through the pump."""
 
     sample_rate = SAMPLE_RATE  # as a room participant: the engine converts to the room's rate
     law = None
 
-    def __init__(self) -> None:
+    def __init__(self, pump: HeardPump | None = None) -> None:
         self.speech = StreamedSource(SPEECH_BUFFER_MS)
+        self._pump = pump or HeardPump()
         self._heard: deque[tuple[np.ndarray | None, int]] = deque(maxlen=HEARD_QUEUE_FRAMES)
-        self._ready = asyncio.Event()
+        self._waiting = False  # in the pump's list
+        self._consumer: HeardConsumer | None = None
+        self._on_error: Callable[[BaseException], None] | None = None
         self._to_16k: dict[int, Resampler] = {}
         self._from_rate: dict[int, Resampler] = {}
         self.closed = False
@@ -99,27 +128,43 @@ class AgentAudio:
         if len(self._heard) == HEARD_QUEUE_FRAMES:
             self.heard_dropped += 1  # the deque drops the oldest
         self._heard.append((frame, rate))
-        self._ready.set()
+        if self._consumer is not None and not self._waiting:
+            self._waiting = True
+            self._pump.wake(self)
 
     # ---- the session's side (AgentLink audio) ----
 
-    async def heard(self) -> AsyncIterator[np.ndarray]:
-        while True:
-            while self._heard:
-                frame, rate = self._heard.popleft()
-                if frame is None:
-                    yield _SILENCE
-                    continue
-                if rate != SAMPLE_RATE:
-                    resampler = self._to_16k.get(rate)
-                    if resampler is None:
-                        resampler = self._to_16k[rate] = Resampler(rate, SAMPLE_RATE)
-                    frame = resampler.process(frame)
-                yield frame
-            if self.closed:
+    def listen(
+        self,
+        consumer: HeardConsumer | None,
+        on_error: Callable[[BaseException], None] | None = None,
+    ) -> None:
+        """Give each frame heard from now on (and those queued) to `consumer`; an exception
+        it raises goes to `on_error` and stops the listening. None stops it."""
+        self._consumer, self._on_error = consumer, on_error
+        if consumer is not None and self._heard and not self._waiting:
+            self._waiting = True
+            self._pump.wake(self)
+
+    def deliver(self) -> None:
+        self._waiting = False
+        consumer = self._consumer
+        while self._heard and consumer is not None and not self.closed:
+            frame, rate = self._heard.popleft()
+            if frame is None:
+                frame = _SILENCE
+            elif rate != SAMPLE_RATE:
+                resampler = self._to_16k.get(rate)
+                if resampler is None:
+                    resampler = self._to_16k[rate] = Resampler(rate, SAMPLE_RATE)
+                frame = resampler.process(frame)
+            try:
+                consumer(frame)
+            except Exception as exc:
+                on_error, self._consumer, self._on_error = self._on_error, None, None
+                if on_error is not None:
+                    on_error(exc)
                 return
-            self._ready.clear()
-            await self._ready.wait()
 
     def play(self, pcm: np.ndarray, rate: int) -> None:
         if self.closed or not len(pcm):
@@ -145,9 +190,10 @@ class AgentAudio:
         if self.closed:
             return
         self.closed = True
+        self._consumer = self._on_error = None
+        self._heard.clear()
         self.speech.flush()
         self.speech.close()
-        self._ready.set()
 
 
 class AgentSession:
@@ -232,8 +278,12 @@ class AgentSession:
 
     # ---- AgentLink ----
 
-    def heard(self) -> AsyncIterator[np.ndarray]:
-        return self.audio.heard()
+    def listen(
+        self,
+        consumer: HeardConsumer | None,
+        on_error: Callable[[BaseException], None] | None = None,
+    ) -> None:
+        self.audio.listen(consumer, on_error)
 
     def play(self, pcm: np.ndarray, rate: int) -> None:
         self.audio.play(pcm, rate)
@@ -277,6 +327,7 @@ class AgentManager:
         self._legs: dict[str, AgentSession] = {}
         self._rooms: dict[str, AgentSession] = {}
         self._stopping: set[asyncio.Task[None]] = set()
+        self._pump = HeardPump()
 
     # ---- legs ----
 
@@ -291,7 +342,7 @@ class AgentManager:
         if self.engine.get(leg.id) is None:
             raise Conflict(f"leg {leg.id} has no audio reader/writer yet")
         client = make_client()
-        audio = AgentAudio()
+        audio = AgentAudio(self._pump)
         ear = self.engine.add_leg_tap(leg.id, audio)
         voice = self.engine.add_leg_voice(leg.id, audio.speech)
         cleanup: list[Registration] = []
@@ -329,7 +380,7 @@ class AgentManager:
         if room.empty:
             raise Conflict(f"room {room_id} has no participants")
         client = make_client()
-        audio = AgentAudio()
+        audio = AgentAudio(self._pump)
         key = f"agent-{room_id}"
         media = self.engine.attach(key, audio)
         self.engine.join_room(media, room_id)

@@ -5,20 +5,21 @@ import asyncio
 
 import numpy as np
 
-from callboard.core.agents import HEARD_QUEUE_FRAMES, AgentAudio
+from callboard.core.agents import HEARD_QUEUE_FRAMES, AgentAudio, HeardPump
 from callboard.media.frames import FRAME_SAMPLES
 from callboard.media.streamed import FADE_SAMPLES
 
 
 async def take(audio: AgentAudio, count: int) -> list[np.ndarray]:
+    """Listen until `count` frames came (or a second passed)."""
     frames: list[np.ndarray] = []
-    heard = audio.heard()
-    async for frame in heard:
-        frames.append(frame)
-        if len(frames) == count:
+    audio.listen(lambda frame: frames.append(frame.copy()))
+    for _ in range(100):
+        if len(frames) >= count:
             break
-    await heard.aclose()  # type: ignore[attr-defined]
-    return frames
+        await asyncio.sleep(0.01)
+    audio.listen(None)
+    return frames[:count]
 
 
 async def test_heard_frames_are_16k_and_a_missing_frame_is_silence() -> None:
@@ -57,10 +58,31 @@ async def test_speech_at_any_rate_is_paced_and_flushed_at_once() -> None:
 async def test_close_ends_hearing_and_speech() -> None:
     audio = AgentAudio()
     audio.play(np.full(16000, 3000, dtype=np.int16), 16000)
-    reader = asyncio.ensure_future(take(audio, 5))
-    await asyncio.sleep(0)
+    audio.write_frame(np.zeros(FRAME_SAMPLES, np.int16))
     audio.close()
-    assert await asyncio.wait_for(reader, 1) == []
+    assert await take(audio, 1) == []  # what was queued is not handed on after the close
     assert audio.read_frame() is None  # nothing more is played
     audio.play(np.full(320, 1, dtype=np.int16), 16000)  # late audio is ignored
     audio.write_frame(np.zeros(FRAME_SAMPLES, np.int16))
+
+
+async def test_frames_go_to_the_consumer_once_per_tick_and_an_error_stops_it() -> None:
+    pump = HeardPump()
+    first, second = AgentAudio(pump), AgentAudio(pump)
+    got: list[str] = []
+    errors: list[BaseException] = []
+    first.listen(lambda frame: got.append("first"))
+
+    def broken(frame: np.ndarray) -> None:
+        got.append("second")
+        raise RuntimeError("socket gone")
+
+    second.listen(broken, errors.append)
+    for audio in (first, second):  # one tick: each is fed one frame
+        audio.write_frame(np.zeros(FRAME_SAMPLES, np.int16))
+    assert got == []  # nothing runs inside the tick
+    await asyncio.sleep(0)
+    assert got == ["first", "second"] and len(errors) == 1
+    second.write_frame(np.zeros(FRAME_SAMPLES, np.int16))
+    await asyncio.sleep(0)
+    assert got == ["first", "second"]  # the failed consumer was dropped
