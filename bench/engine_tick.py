@@ -19,7 +19,7 @@ import numpy as np
 
 from callboard.media.engine import MediaEngine
 from callboard.media.g711 import ULAW
-from callboard.media.speaking import SpeakingDetector
+from callboard.media.speaking import SpeakingAnalyser
 
 RUNS = 5
 
@@ -64,7 +64,7 @@ def build(legs: int, room_rate: int) -> MediaEngine:
         if room_rate != 16000:  # (so that the default also runs on trees before room rates)
             engine.room(room, room_rate)
         media = engine.attach(f"leg-{i}", PcmuLeg(frames))
-        media.detector = SpeakingDetector()
+        engine.add_analyser(f"leg-{i}", SpeakingAnalyser(lambda change: None))  # as legs have
         engine.join_room(media, room)
     return engine
 
