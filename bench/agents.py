@@ -63,7 +63,6 @@ import socket
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
@@ -79,12 +78,12 @@ sys.path.insert(0, str(ROOT))
 from harness import Instance, pinned, process_cpu_seconds, watch_vsi  # noqa: E402
 from rooms import GeneratorProcess, RoomMaker, source_state  # noqa: E402
 from rtpgen import PERIOD, SILENCE, Generator  # noqa: E402
+from tests.helpers.agent_calls import CloudAgent, start_cloud_agent  # noqa: E402
 from tests.helpers.standins import agent_common, deepgram_agent, elevenlabs_agent, vapi  # noqa: E402
 from tests.helpers.standins.stt_common import (  # noqa: E402
     VOICED_RMS,
     Heard,
     ToneRecogniser,
-    start_ws_standin,
 )
 
 from callboard.media.g711 import ulaw_decode, ulaw_encode  # noqa: E402
@@ -193,45 +192,6 @@ class PhasedRecogniser(ToneRecogniser):
 for _module in (elevenlabs_agent, deepgram_agent, vapi):
     _module.ToneAgent = TimedToneAgent
 deepgram_agent.ToneRecogniser = PhasedRecogniser
-
-
-@dataclass
-class Provider:
-    name: str
-    standin: Any
-    env: dict[str, str]  # the server's configuration for it
-    body: dict[str, Any]  # the attach request
-    stop: Callable[[], None]
-
-    @property
-    def knobs(self) -> agent_common.AgentKnobs:
-        knobs: agent_common.AgentKnobs = self.standin.knobs
-        return knobs
-
-
-def start_provider(name: str) -> Provider:
-    standin: Any
-    if name == "elevenlabs":
-        standin = elevenlabs_agent.ElevenLabsAgentStandin()
-        base, stop = start_ws_standin(standin)
-        env = {"ELEVENLABS_BASE_URL": base, "ELEVENLABS_API_KEY": elevenlabs_agent.DEFAULT_KEY}
-        body: dict[str, Any] = {"agent_id": elevenlabs_agent.DEFAULT_AGENT}
-    elif name == "deepgram":
-        standin = deepgram_agent.DeepgramAgentStandin()
-        base, stop = start_ws_standin(standin)
-        env = {
-            "DEEPGRAM_AGENT_URL": deepgram_agent.converse_url(base),
-            "DEEPGRAM_API_KEY": deepgram_agent.DEFAULT_KEY,
-        }
-        body = {}
-    elif name == "vapi":
-        standin = vapi.VapiStandin()
-        base, stop = start_ws_standin(standin)
-        env = {"VAPI_BASE_URL": base, "VAPI_API_KEY": vapi.DEFAULT_KEY}
-        body = {"assistant_id": vapi.DEFAULT_ASSISTANT}
-    else:
-        raise ValueError(f"no stand-in for {name}")
-    return Provider(name, standin, env, body, stop)
 
 
 # --- the caller: one call from this process ------------------------------------------------------
@@ -489,13 +449,13 @@ class AgentCall:
         await self.caller.place(f"127.0.0.1:{self.server.sip_port}")
         await self.event("leg.connected", since)
 
-    async def attach(self, provider: Provider) -> None:
+    async def attach(self, provider: CloudAgent) -> None:
         since = time.monotonic()
         r = await self.http.post(
-            f"/v1/legs/{self.leg_id}/agent/{provider.name}", json=provider.body
+            f"/v1/legs/{self.leg_id}/agent/{provider.provider}", json=provider.body
         )
         if r.status_code != 200:
-            raise RuntimeError(f"attach {provider.name}: {r.status_code} {r.text}")
+            raise RuntimeError(f"attach {provider.provider}: {r.status_code} {r.text}")
         await self.event("agent.connected", since)
         await asyncio.sleep(0.3)
 
@@ -515,7 +475,7 @@ class AgentCall:
         await self.http.aclose()
 
 
-async def latency_turns(call: AgentCall, provider: Provider, turns: int) -> dict[str, Any]:
+async def latency_turns(call: AgentCall, provider: CloudAgent, turns: int) -> dict[str, Any]:
     knobs = provider.knobs
     knobs.reply_seconds = LATENCY_REPLY_SECONDS
     heard = call.caller.heard
@@ -547,7 +507,7 @@ async def latency_turns(call: AgentCall, provider: Provider, turns: int) -> dict
     }
 
 
-async def barge_in_turns(call: AgentCall, provider: Provider, turns: int) -> dict[str, Any]:
+async def barge_in_turns(call: AgentCall, provider: CloudAgent, turns: int) -> dict[str, Any]:
     knobs = provider.knobs
     knobs.reply_seconds = BARGE_REPLY_SECONDS
     heard = call.caller.heard
@@ -591,7 +551,7 @@ async def barge_in_turns(call: AgentCall, provider: Provider, turns: int) -> dic
 
 
 async def one_call_run(mode: str, names: list[str], turns: int, run: int) -> list[dict[str, Any]]:
-    providers = [start_provider(name) for name in names]
+    providers = [start_cloud_agent(name) for name in names]
     env: dict[str, str] = {}
     for provider in providers:
         env.update(provider.env)
@@ -617,7 +577,7 @@ async def one_call_run(mode: str, names: list[str], turns: int, run: int) -> lis
             rows.append(
                 {
                     "mode": mode,
-                    "provider": provider.name,
+                    "provider": provider.provider,
                     "run": run,
                     **figures,
                     "seconds": round(window, 1),

@@ -7,7 +7,7 @@ what it says reaches B's leg over RTP, and it hears what B's leg sends. Agents a
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -34,6 +34,7 @@ class CloudAgent:
     standin: Any
     env: dict[str, str]  # the server's configuration: base URL and key
     body: dict[str, Any]  # the attach request, without a key
+    stop: Callable[[], None]  # the stand-in's server
 
     @property
     def knobs(self) -> AgentKnobs:
@@ -41,8 +42,9 @@ class CloudAgent:
         return knobs
 
 
-@contextmanager
-def cloud_agent(provider: str) -> Iterator[CloudAgent]:
+def start_cloud_agent(provider: str) -> CloudAgent:
+    """`provider`'s stand-in, served on a free port, with the configuration that points a
+    server at it."""
     standin: Any
     if provider == "elevenlabs":
         standin = elevenlabs_agent.ElevenLabsAgentStandin()
@@ -58,16 +60,24 @@ def cloud_agent(provider: str) -> Iterator[CloudAgent]:
             "DEEPGRAM_API_KEY": deepgram_agent.DEFAULT_KEY,
         }
         body = {}
-    else:
+    elif provider == "vapi":
         standin = vapi.VapiStandin()
         base, stop = start_ws_standin(standin)
         env = {"VAPI_BASE_URL": base, "VAPI_API_KEY": vapi.DEFAULT_KEY}
         body = {"assistant_id": vapi.DEFAULT_ASSISTANT}
+    else:
+        raise ValueError(f"no stand-in for {provider}")
     standin.knobs.reply_frequency = REPLY_HZ
+    return CloudAgent(provider, standin, env, body, stop)
+
+
+@contextmanager
+def cloud_agent(provider: str) -> Iterator[CloudAgent]:
+    agent = start_cloud_agent(provider)
     try:
-        yield CloudAgent(provider, standin, env, body)
+        yield agent
     finally:
-        stop()
+        agent.stop()
 
 
 def burst(hz: float = 440.0, seconds: float = 0.6) -> np.ndarray:
