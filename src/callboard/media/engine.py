@@ -29,7 +29,7 @@ from callboard.media.attachments import (
     MediaEndpoint,
     RoomTap,
 )
-from callboard.media.frames import SAMPLE_RATE, samples_per_frame
+from callboard.media.frames import SAMPLE_RATE, samples_per_frame, saturate16
 from callboard.media.g711 import G711Law
 from callboard.media.lanes import LaneSeat, RateLane
 from callboard.media.mixer import BatchMixer
@@ -79,7 +79,7 @@ def _sum_sources(
 
 def _to_rate(total: np.ndarray, resampler: Resampler) -> np.ndarray:
     """A 16 kHz int32 sum of sources, at the resampler's output rate (int32)."""
-    frame = np.clip(total, -32768, 32767).astype(np.int16)
+    frame = saturate16(total)
     return resampler.process(frame).astype(np.int32)
 
 
@@ -154,7 +154,7 @@ class LegMedia:
             own = _to_rate(own, resampler)
         if room_part is not None:
             own += room_part
-        return np.clip(own, -32768, 32767).astype(np.int16)
+        return saturate16(own, in_place=True)  # own is this tick's temporary sum
 
 
 class RoomMedia:
@@ -401,7 +401,7 @@ class MediaEngine:
             if group is None or index is None:
                 mix = _SILENCE[room.rate]
             else:
-                mix = np.clip(group.mixer.totals[index], -32768, 32767).astype(np.int16)
+                mix = saturate16(group.mixer.totals[index])
             members = [(m.key, m.last_in) for m in room.members]
             for tap in list(room.taps):
                 try:
