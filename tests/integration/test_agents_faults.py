@@ -21,6 +21,7 @@ from tests.helpers.agent_calls import (
     cloud_agent,
     reply_spans,
 )
+from tests.helpers.room_ear import RoomEar
 from tests.helpers.server import ServerFactory
 from tests.helpers.webhooks import WebhookReceiver
 from tests.integration.flows import connect, dial, disconnected
@@ -226,3 +227,20 @@ def test_a_room_agent_ends_when_its_room_empties_or_goes(
             assert ended["reason"] == reason
             disconnected(hooks, b_leg)
             assert len(hooks.events("agent.disconnected", since=since)) == 1
+
+
+def test_a_room_agent_ends_when_its_last_websocket_participant_leaves(
+    server_factory: ServerFactory, webhook_receiver: WebhookReceiver
+) -> None:
+    hooks = webhook_receiver
+    with cloud_agent("deepgram") as agent:
+        b = server_factory(WEBHOOK_URL=hooks.url, **agent.env)
+        assert b.api("POST", "/rooms", {"id": "web"}).status_code in (200, 201)
+        ear = RoomEar(b, "web")
+        since = hooks.mark()
+        assert b.api("POST", "/rooms/web/agent/deepgram", {}).status_code == 200
+        hooks.wait_for("agent.connected", since=since, room_id="web")
+        ear.close()
+        ended = hooks.wait_for("agent.disconnected", since=since, room_id="web")
+        assert ended["reason"] == "room_empty"
+        assert b.api("GET", "/rooms/web").status_code == 200  # the room itself stays

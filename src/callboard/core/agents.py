@@ -45,7 +45,6 @@ from callboard.media.resample import Resampler
 from callboard.media.streamed import StreamedSource
 
 if TYPE_CHECKING:
-    from callboard.core.room import Room
     from callboard.core.rooms import RoomManager
 
 log = logging.getLogger(__name__)
@@ -403,17 +402,8 @@ class AgentManager:
             self.lifecycle.on_room_dropped(room_id, lambda: self._stop(session, "room_deleted"))
         )
         cleanup.append(
-            self.rooms.watch(room_id, lambda leg: None, lambda leg: self._left(room, session))
+            self.rooms.watch_emptied(room_id, lambda: self._stop(session, "room_empty"))
         )
-
-    def _left(self, room: Room, session: AgentSession) -> None:
-        # Looked at once the current step is over: deleting a room hangs up its legs first,
-        # and its agent must then end with room_deleted, not room_empty.
-        asyncio.get_running_loop().call_soon(self._check_empty, room, session)
-
-    def _check_empty(self, room: Room, session: AgentSession) -> None:
-        if room.empty and not room.dropping and not session.ended:
-            self._stop(session, "room_empty")
 
     def room_session(self, room_id: str) -> AgentSession:
         self.rooms.get(room_id)

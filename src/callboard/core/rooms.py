@@ -63,6 +63,7 @@ class RoomManager:
         self._closing: set[str] = set()
         # room id -> (on_join, on_leave) of features that follow a room's members (room STT).
         self._watchers: dict[str, list[tuple[MemberHook, MemberHook]]] = {}
+        self._emptied: dict[str, list[Callable[[], None]]] = {}
 
     # ---- lookups ----
 
@@ -146,6 +147,7 @@ class RoomManager:
             self.ended_webhooks.popitem(last=False)
         del self.rooms[room.id]
         self._watchers.pop(room.id, None)
+        self._emptied.pop(room.id, None)
         if not pending:
             self.publish(room, RoomDeleted())
         else:
@@ -230,6 +232,7 @@ class RoomManager:
         self.sync_media(leg)
         leg.publish(LegLeftRoom(room_id=room.id))
         self._notify(room.id, leg, joined=False)
+        self._check_emptied(room)
 
     def watch(self, room_id: str, on_join: MemberHook, on_leave: MemberHook) -> Registration:
         """Tell a feature about every leg that joins or leaves the room from now on (it
@@ -237,6 +240,27 @@ class RoomManager:
         entry = (on_join, on_leave)
         self._watchers.setdefault(room_id, []).append(entry)
         return Registration(self._watchers, room_id, entry)
+
+    def watch_emptied(self, room_id: str, on_empty: Callable[[], None]) -> Registration:
+        """Tell a feature when the room's last participant (a leg or a WebSocket one) has
+        left and the room stays (a room being deleted says so through the lifecycle hub)."""
+        self._emptied.setdefault(room_id, []).append(on_empty)
+        return Registration(self._emptied, room_id, on_empty)
+
+    def _check_emptied(self, room: Room) -> None:
+        if not room.empty or room.dropping or room.id not in self._emptied:
+            return
+        # Once the current step is over: deleting a room hangs up its legs first, and only
+        # then marks it as dropping.
+        asyncio.get_running_loop().call_soon(self._emptied_now, room)
+
+    def _emptied_now(self, room: Room) -> None:
+        if room.empty and not room.dropping and self.rooms.get(room.id) is room:
+            for on_empty in list(self._emptied.get(room.id, ())):
+                try:
+                    on_empty()
+                except Exception:  # one feature's failure must not break membership
+                    log.exception("room %s emptied hook failed", room.id)
 
     def _notify(self, room_id: str, leg: Leg, joined: bool) -> None:
         for on_join, on_leave in list(self._watchers.get(room_id, ())):
@@ -288,6 +312,7 @@ class RoomManager:
         room = self.rooms.get(room_id)
         if room is not None:
             room.ws_participants.discard(ws_id)
+            self._check_emptied(room)
             self._drop_if_abandoned(room)
 
     def broadcast_dtmf(self, source: Leg, digit: str) -> None:
