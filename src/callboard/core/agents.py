@@ -401,9 +401,7 @@ class AgentManager:
         cleanup.append(
             self.lifecycle.on_room_dropped(room_id, lambda: self._stop(session, "room_deleted"))
         )
-        cleanup.append(
-            self.rooms.watch_emptied(room_id, lambda: self._stop(session, "room_empty"))
-        )
+        cleanup.append(self.rooms.watch_emptied(room_id, lambda: self._stop(session, "room_empty")))
 
     def room_session(self, room_id: str) -> AgentSession:
         self.rooms.get(room_id)

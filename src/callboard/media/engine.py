@@ -209,6 +209,7 @@ class MediaEngine:
         self._legs: dict[str, LegMedia] = {}
         self._rooms: dict[str, RoomMedia] = {}
         self._layout_dirty = True
+        self._voiced: dict[str, LegMedia] = {}  # legs that were given a voice (add_leg_voice)
         self._groups: dict[int, _MixGroup] = {}  # mix rate -> its rooms with members
         # (endpoint rate, mix rate) -> the lane converting between them
         self._lanes: dict[tuple[int, int], RateLane[LegMedia]] = {}
@@ -226,6 +227,7 @@ class MediaEngine:
 
     def detach(self, key: str) -> None:
         media = self._legs.pop(key, None)
+        self._voiced.pop(key, None)
         if media is not None:
             self.leave_room(media)
             self._unseat(media)
@@ -292,6 +294,7 @@ class MediaEngine:
         mix while it is in one (everyone hears it, the leg too), else to the leg alone."""
         media = self._require(key)
         media.voices.append(source)
+        self._voiced[key] = media
         return AttachmentHandle(media.voices, source)
 
     def add_analyser(self, key: str, analyser: Analyser) -> AttachmentHandle:
@@ -364,12 +367,15 @@ class MediaEngine:
                 group.set_rooms(rooms)
             self._layout_dirty = False
         voices: dict[str, np.ndarray] = {}  # room key -> its members' voices (16 kHz)
-        for media in self._legs.values():
-            if media.voices and media.room is not None:
+        for leg_key, media in list(self._voiced.items()) if self._voiced else ():
+            if not media.voices:
+                del self._voiced[leg_key]  # its voices were removed: no longer looked at
+            elif media.room is not None:
                 voice = _sum_sources(media.voices, None)
                 if voice is not None:
-                    key = media.room.key
-                    voices[key] = voice if key not in voices else voices[key] + voice
+                    room_key = media.room.key
+                    known = voices.get(room_key)
+                    voices[room_key] = voice if known is None else known + voice
         for group in self._groups.values():
             extras: dict[int, np.ndarray] = {}
             for index, room in enumerate(group.rooms):

@@ -195,8 +195,12 @@ class Knobs:
                 await asyncio.sleep(self.chunk_interval)
 
 
-def start_standin(app: ASGIApp) -> tuple[str, Callable[[], None]]:
-    """Serve `app` with uvicorn on 127.0.0.1 at a free port, in a daemon thread.
+def start_standin(
+    app: ASGIApp, *, websockets: bool = False, recv_buffer: int | None = None
+) -> tuple[str, Callable[[], None]]:
+    """Serve `app` with uvicorn on 127.0.0.1 at a free port, in a daemon thread; with
+    `websockets`, uvicorn's sans-io WebSocket implementation (it stops reading a socket until
+    the app takes the last message); `recv_buffer` sets the accepted sockets' receive buffer.
 
     Returns `(base_url, stop)`; `stop()` shuts the server down (idempotent). The base URL is
     what ELEVENLABS_BASE_URL / DEEPGRAM_BASE_URL take, in this process or a child server.
@@ -205,13 +209,15 @@ def start_standin(app: ASGIApp) -> tuple[str, Callable[[], None]]:
     # small reply is not held back until the client's next packet acknowledges the last.
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if recv_buffer is not None:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, recv_buffer)  # inherited on accept
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
     config = uvicorn.Config(
         app,
         loop="asyncio",
         http="h11",
-        ws="none",
+        ws="websockets-sansio" if websockets else "none",
         lifespan="off",
         log_config=None,  # leave the process' logging as the tests set it
         access_log=False,

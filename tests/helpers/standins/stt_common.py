@@ -14,7 +14,6 @@ once `end_silence` seconds of quiet follow it (or when the stream is flushed).
 from __future__ import annotations
 
 import asyncio
-import socket
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -23,10 +22,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-import uvicorn
 from starlette.types import ASGIApp
 
-from tests.helpers.standins.common import sine
+from tests.helpers.standins.common import sine, start_standin
 
 FRAME_SECONDS = 0.02
 VOICED_RMS = 1000.0  # the test signal's RMS is about 7000; digital silence is 0
@@ -273,41 +271,7 @@ def start_ws_standin(app: ASGIApp, recv_buffer: int = 32 * 1024) -> tuple[str, C
     Returns `(base_url, stop)`; the base URL (http://...) is what the providers' base URL
     settings take.
     """
-    # IPPROTO_TCP named: asyncio then turns Nagle off on the connections it accepts, so a
-    # small reply is not held back until the client's next packet acknowledges the last.
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, recv_buffer)  # inherited on accept
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    config = uvicorn.Config(
-        app,
-        loop="asyncio",
-        http="h11",
-        ws="websockets-sansio",
-        lifespan="off",
-        log_config=None,
-        access_log=False,
-        timeout_graceful_shutdown=1,
-    )
-    server = uvicorn.Server(config)
-    thread = threading.Thread(
-        target=server.run, kwargs={"sockets": [sock]}, name=f"ws-standin-{port}", daemon=True
-    )
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            sock.close()
-            raise RuntimeError("the stand-in server did not start")
-        time.sleep(0.01)
-
-    def stop() -> None:
-        server.should_exit = True
-        thread.join(timeout=5)
-        sock.close()
-
-    return f"http://127.0.0.1:{port}", stop
+    return start_standin(app, websockets=True, recv_buffer=recv_buffer)
 
 
 @contextmanager
