@@ -83,9 +83,9 @@ def pcm_bytes(pcm: np.ndarray) -> bytes:
 
 
 def pcm_array(data: bytes) -> np.ndarray:
-    """s16le bytes (an odd trailing byte dropped) as int16 samples."""
-    usable = len(data) - len(data) % 2
-    return np.frombuffer(data[:usable], dtype="<i2").astype(np.int16)
+    """s16le bytes (an odd trailing byte dropped) as int16 samples: a read-only view of
+    `data` where the machine is little-endian (whoever keeps the samples copies them)."""
+    return np.frombuffer(data, dtype="<i2", count=len(data) // 2).astype(np.int16, copy=False)
 
 
 def json_or_none(text: str) -> Any:

@@ -19,11 +19,10 @@ import logging
 from typing import Any
 
 import numpy as np
-from websockets.asyncio.client import ClientConnection
 from websockets.typing import Data
 
 from callboard.agents.base import SAMPLE_RATE, AgentError, AgentLink, pcm_array, pcm_bytes
-from callboard.agents.socket import bridge, open_socket, send
+from callboard.agents.socket import AgentSocket, bridge, open_socket, send_now
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +75,7 @@ class DeepgramAgentClient:
         self.url = url
         self.api_key = api_key
         self.settings = build_settings(settings, greeting, language)
-        self._socket: ClientConnection | None = None
+        self._socket: AgentSocket | None = None
         self._link: AgentLink | None = None
         self._applied = asyncio.Event()
         self._request_id: str | None = None
@@ -92,7 +91,7 @@ class DeepgramAgentClient:
     def _encode(self, frame: np.ndarray) -> bytes | None:
         return pcm_bytes(frame) if self._applied.is_set() else None  # no audio before it
 
-    async def _handle(self, message: Data) -> None:
+    def _handle(self, message: Data) -> None:
         link = self._link
         assert link is not None and self._socket is not None
         if isinstance(message, bytes):
@@ -106,7 +105,7 @@ class DeepgramAgentClient:
         if kind == "Welcome":
             request_id = data.get("request_id")
             self._request_id = request_id if isinstance(request_id, str) else None
-            await send(self._socket, json.dumps(self.settings), PROVIDER)
+            send_now(self._socket, json.dumps(self.settings), PROVIDER)
         elif kind == "SettingsApplied":
             self._applied.set()
             link.connected(self._request_id)
@@ -131,7 +130,7 @@ class DeepgramAgentClient:
         if self._socket is None or not self._applied.is_set():
             raise AgentError("the Deepgram agent is not ready yet")
         body = {"type": "InjectAgentMessage", "message": message}
-        await send(self._socket, json.dumps(body), PROVIDER)
+        send_now(self._socket, json.dumps(body), PROVIDER)
 
     async def goodbye(self) -> None:
         return None  # closing the socket ends a Deepgram agent session

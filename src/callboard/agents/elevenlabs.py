@@ -23,7 +23,6 @@ from urllib.parse import quote
 
 import httpx
 import numpy as np
-from websockets.asyncio.client import ClientConnection
 from websockets.typing import Data
 
 from callboard.agents.base import (
@@ -35,7 +34,7 @@ from callboard.agents.base import (
     pcm_array,
     pcm_bytes,
 )
-from callboard.agents.socket import bridge, open_socket, send
+from callboard.agents.socket import AgentSocket, bridge, open_socket, send_now
 from callboard.media.g711 import ulaw_decode, ulaw_encode
 from callboard.media.resample import Resampler
 from callboard.tls import client_context
@@ -97,7 +96,7 @@ class ElevenLabsClient:
         self.base_url = base_url.rstrip("/")
         self.api_key = api_key
         self.options = options
-        self._socket: ClientConnection | None = None
+        self._socket: AgentSocket | None = None
         self._link: AgentLink | None = None
         self._input: AudioFormat | None = None  # known once the metadata came
         self._output: AudioFormat | None = None
@@ -122,7 +121,7 @@ class ElevenLabsClient:
         self._link = link
         url = await self._signed_url()
         self._socket = socket = await open_socket(url, PROVIDER)
-        await send(socket, json.dumps(initiation(self.options)), PROVIDER)
+        send_now(socket, json.dumps(initiation(self.options)), PROVIDER)
         await bridge(socket, PROVIDER, link, self._encode, self._handle)
 
     def _encode(self, frame: np.ndarray) -> Data | None:
@@ -136,7 +135,7 @@ class ElevenLabsClient:
         chunk = base64.b64encode(fmt.encode(frame)).decode()
         return '{"user_audio_chunk": "' + chunk + '"}'  # base64 needs no JSON escaping
 
-    async def _handle(self, message: Data) -> None:
+    def _handle(self, message: Data) -> None:
         link = self._link
         assert link is not None
         data = json.loads(message)
@@ -152,7 +151,7 @@ class ElevenLabsClient:
         elif kind == "ping":
             event = data.get("ping_event") or {}
             assert self._socket is not None
-            await send(
+            send_now(
                 self._socket,
                 json.dumps({"type": "pong", "event_id": event.get("event_id")}),
                 PROVIDER,
@@ -179,9 +178,7 @@ class ElevenLabsClient:
     async def inject(self, message: str) -> None:
         if self._socket is None or self._input is None:
             raise AgentError("the ElevenLabs conversation has not started yet")
-        await send(
-            self._socket, json.dumps({"type": "contextual_update", "text": message}), PROVIDER
-        )
+        send_now(self._socket, json.dumps({"type": "contextual_update", "text": message}), PROVIDER)
 
     async def goodbye(self) -> None:
         return None  # closing the socket ends an ElevenLabs conversation

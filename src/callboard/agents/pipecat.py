@@ -17,12 +17,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
-from websockets.asyncio.client import ClientConnection
 from websockets.typing import Data
 
 from callboard.agents import pipecat_frames as frames
 from callboard.agents.base import SAMPLE_RATE, AgentError, AgentLink, pcm_array, pcm_bytes
-from callboard.agents.socket import bridge, open_socket, send
+from callboard.agents.socket import AgentSocket, bridge, open_socket, send_now
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +33,7 @@ class PipecatClient:
 
     def __init__(self, websocket_url: str) -> None:
         self.url = websocket_url
-        self._socket: ClientConnection | None = None
+        self._socket: AgentSocket | None = None
 
     async def run(self, link: AgentLink) -> None:
         self._socket = socket = await open_socket(self.url, PROVIDER)
@@ -61,7 +60,7 @@ class PipecatClient:
         if self._socket is None:
             raise AgentError("the Pipecat bot is not connected yet")
         stamp = datetime.now(UTC).isoformat()
-        await send(self._socket, frames.encode_transcription(message, "callboard", stamp), PROVIDER)
+        send_now(self._socket, frames.encode_transcription(message, "callboard", stamp), PROVIDER)
 
     async def goodbye(self) -> None:
         return None  # closing the socket is how a Pipecat client leaves

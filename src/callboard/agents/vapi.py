@@ -17,7 +17,6 @@ import logging
 from typing import Any
 
 import httpx
-from websockets.asyncio.client import ClientConnection
 from websockets.typing import Data
 
 from callboard.agents.base import (
@@ -30,7 +29,7 @@ from callboard.agents.base import (
     pcm_array,
     pcm_bytes,
 )
-from callboard.agents.socket import bridge, open_socket, send
+from callboard.agents.socket import AgentSocket, bridge, open_socket, send_now
 from callboard.tls import client_context
 
 log = logging.getLogger(__name__)
@@ -74,7 +73,7 @@ class VapiClient:
         self.api_key = api_key
         self.request = call_request(assistant_id, first_message, variable_values)
         self.control_url: str | None = None
-        self._socket: ClientConnection | None = None
+        self._socket: AgentSocket | None = None
         self._link: AgentLink | None = None
 
     async def _create_call(self) -> tuple[str, str | None, str]:
@@ -147,7 +146,7 @@ class VapiClient:
 
     async def goodbye(self) -> None:
         if self._socket is not None:
-            await send(self._socket, json.dumps({"type": "end-call"}), PROVIDER)
+            send_now(self._socket, json.dumps({"type": "end-call"}), PROVIDER)
 
 
 def _error_text(response: httpx.Response) -> str:

@@ -140,6 +140,20 @@ class LegMedia:
         """What this leg hears this tick, at its mix rate: its room's mix (unless deaf) plus
         its own sources."""
         room_part = None if self.deaf else self.room_out
+        if (
+            not self.sources
+            and room_part is None
+            and self.room is None
+            and len(self.voices) == 1
+            and self.mix_rate == DEFAULT_MIX_RATE
+        ):
+            # One voice alone (an agent on a leg outside rooms): its frame is what the leg
+            # hears, with no sum to widen and clip 50 times a second.
+            voice = self.voices[0].next_frame()
+            if voice is None:
+                del self.voices[0]  # played out, as _sum_sources drops one
+                return _SILENCE[self.mix_rate]
+            return voice.copy()  # the source reuses its buffer; a tap may keep this frame
         own = _sum_sources(self.sources, self.on_finished) if self.sources else None
         if self.voices and self.room is None:
             voice = _sum_sources(self.voices, None)
