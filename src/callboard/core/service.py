@@ -88,7 +88,11 @@ class CallService:
             service=SttService(settings),
         )
         self.agents = AgentManager(
-            engine=engine, lifecycle=self.lifecycle, rooms=self.rooms, find_leg=self.get_leg
+            engine=engine,
+            lifecycle=self.lifecycle,
+            rooms=self.rooms,
+            find_leg=self.get_leg,
+            frame_ms=settings.agent_frame_ms,
         )
         # Leg construction lives beside each transport; a WebRTC factory will sit here too.
         self.sip = SipLegs(self, ua, settings, register=self._register, spawn=self._spawn)
