@@ -1,10 +1,10 @@
 """A self-hosted Pipecat bot: we connect as the client of its WebSocket server transport and
 speak its protobuf frames (pipecat_frames.py).
 
-The call's audio goes as 16 kHz mono AudioRawFrames of AGENT_FRAME_MS (the bot's default input rate;
-the transport does not resample); the bot's audio comes at the rate each frame states (24 kHz
-by default). An InterruptionFrame from the bot (pipecat 1.3 and later) flushes its queued
-speech. Transcripts come only through RTVI messages, when the bot runs RTVI: a final
+The call's audio goes as 16 kHz mono AudioRawFrames of AGENT_FRAME_MS (the bot's default
+input rate; the transport does not resample); the bot's audio comes at the rate each frame
+states (24 kHz by default). An InterruptionFrame from the bot (pipecat 1.3 and later) flushes its
+queued speech. Transcripts come only through RTVI messages, when the bot runs RTVI: a final
 `user-transcription` and the bot's `bot-output` / `bot-transcription` texts. A message is
 injected as a TranscriptionFrame, which standard user aggregators take as the caller's words.
 Pipecat has no conversation id: the websocket URL stands for it (as VoiceBlender does).
