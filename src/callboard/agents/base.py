@@ -6,9 +6,9 @@ calls on its `AgentLink`: audio to play, a flush on barge-in, transcripts, the c
 id. It knows nothing of legs, rooms or the media clock; core/agents.py gives it a link and
 runs it as a task.
 
-The audio a link gives is 16 kHz PCM in frames of AGENT_FRAME_MS (20 ms unless set), whatever
-the leg's codec or the room's rate; the audio a client plays may be at any rate and in chunks
-of any size and speed (the link resamples it and paces it at real time).
+The audio a link gives is 16 kHz PCM in 20 ms frames whatever the leg's codec or the room's
+rate; the audio a client plays may be at any rate and in chunks of any size and speed (the
+link resamples it and paces it at real time).
 """
 
 from __future__ import annotations
@@ -41,9 +41,8 @@ class AgentLink(Protocol):
         consumer: Callable[[np.ndarray], None] | None,
         on_error: Callable[[BaseException], None] | None = None,
     ) -> None:
-        """Call `consumer` with what the agent hears, 16 kHz int16 frames of AGENT_FRAME_MS, as
-        they come (at real time), right after the media tick that completes them; it must not
-        block.
+        """Call `consumer` with what the agent hears, 16 kHz int16 frames of 20 ms, as they
+        come (at real time), right after the media tick that produced them; it must not block.
         An exception it raises goes to `on_error` and stops the listening; None stops it."""
         ...
 

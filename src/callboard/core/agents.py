@@ -88,17 +88,14 @@ class AgentAudio:
     """The media side of one session. The clock feeds it what the agent should hear (as a leg
     tap, or as the room participant's `write_frame`) and takes the agent's speech from
     `speech` (a leg voice, or the participant's `read_frame`). What it hears goes, resampled
-    to 16 kHz, to the consumer the session's client `listen`s with, through the pump, in
-    frames of `frame_ms` (the clock's 20 ms frames, joined)."""
+    to 16 kHz, to the consumer the session's client `listen`s with, through the pump."""
 
     sample_rate = SAMPLE_RATE  # as a room participant: the engine converts to the room's rate
     law = None
 
-    def __init__(self, pump: HeardPump | None = None, frame_ms: int = 20) -> None:
+    def __init__(self, pump: HeardPump | None = None) -> None:
         self.speech = StreamedSource(SPEECH_BUFFER_MS)
         self._pump = pump or HeardPump()
-        self._per_message = max(1, frame_ms // 20)
-        self._joining: list[np.ndarray] = []
         self._heard: deque[tuple[np.ndarray | None, int]] = deque(maxlen=HEARD_QUEUE_FRAMES)
         self._waiting = False  # in the pump's list
         self._consumer: HeardConsumer | None = None
@@ -144,7 +141,6 @@ class AgentAudio:
         """Give each frame heard from now on (and those queued) to `consumer`; an exception
         it raises goes to `on_error` and stops the listening. None stops it."""
         self._consumer, self._on_error = consumer, on_error
-        self._joining = []
         if consumer is not None and self._heard and not self._waiting:
             self._waiting = True
             self._pump.wake(self)
@@ -161,12 +157,6 @@ class AgentAudio:
                 if resampler is None:
                     resampler = self._to_16k[rate] = Resampler(rate, SAMPLE_RATE)
                 frame = resampler.process(frame)
-            if self._per_message > 1:
-                self._joining.append(frame)  # joined into a new array below
-                if len(self._joining) < self._per_message:
-                    continue
-                frame = np.concatenate(self._joining)
-                self._joining = []
             try:
                 consumer(frame)
             except Exception as exc:
@@ -328,10 +318,8 @@ class AgentManager:
         lifecycle: Lifecycle,
         rooms: RoomManager,
         find_leg: Callable[[str], Leg],
-        frame_ms: int = 20,
     ) -> None:
         self.engine = engine
-        self.frame_ms = frame_ms
         self.lifecycle = lifecycle
         self.rooms = rooms
         self._find_leg = find_leg
@@ -353,7 +341,7 @@ class AgentManager:
         if self.engine.get(leg.id) is None:
             raise Conflict(f"leg {leg.id} has no audio reader/writer yet")
         client = make_client()
-        audio = AgentAudio(self._pump, self.frame_ms)
+        audio = AgentAudio(self._pump)
         ear = self.engine.add_leg_tap(leg.id, audio)
         voice = self.engine.add_leg_voice(leg.id, audio.speech)
         cleanup: list[Registration] = []
@@ -391,7 +379,7 @@ class AgentManager:
         if room.empty:
             raise Conflict(f"room {room_id} has no participants")
         client = make_client()
-        audio = AgentAudio(self._pump, self.frame_ms)
+        audio = AgentAudio(self._pump)
         key = f"agent-{room_id}"
         media = self.engine.attach(key, audio)
         self.engine.join_room(media, room_id)

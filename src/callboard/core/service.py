@@ -88,11 +88,7 @@ class CallService:
             service=SttService(settings),
         )
         self.agents = AgentManager(
-            engine=engine,
-            lifecycle=self.lifecycle,
-            rooms=self.rooms,
-            find_leg=self.get_leg,
-            frame_ms=settings.agent_frame_ms,
+            engine=engine, lifecycle=self.lifecycle, rooms=self.rooms, find_leg=self.get_leg
         )
         # Leg construction lives beside each transport; a WebRTC factory will sit here too.
         self.sip = SipLegs(self, ua, settings, register=self._register, spawn=self._spawn)

@@ -86,13 +86,3 @@ async def test_frames_go_to_the_consumer_once_per_tick_and_an_error_stops_it() -
     second.write_frame(np.zeros(FRAME_SAMPLES, np.int16))
     await asyncio.sleep(0)
     assert got == ["first", "second"]  # the failed consumer was dropped
-
-
-async def test_longer_messages_join_consecutive_frames_in_order() -> None:
-    audio = AgentAudio(frame_ms=60)
-    for i in range(7):  # two whole 60 ms messages; the seventh frame waits for two more
-        audio.write_frame(np.full(FRAME_SAMPLES, i, dtype=np.int16))
-    frames = await take(audio, 3)
-    assert [len(f) for f in frames] == [3 * FRAME_SAMPLES] * 2
-    assert [int(f[0]) for f in frames] == [0, 3]
-    assert [int(f[-1]) for f in frames] == [2, 5]
