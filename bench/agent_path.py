@@ -1,15 +1,15 @@
 """The agent path alone, in one process: N Pipecat sessions (the real PipecatClient, bridged
 by AgentSession to an AgentAudio) fed every 20 ms by a stand-in clock, against a WebSocket
 echo server in another process (on core 0) that answers every other message with it, as
-often as a pipecat bot sends its 40 ms chunks. This process runs pinned to core 1 (taskset),
+often as a pipecat bot sends its 40 ms chunks. This process should run pinned to core 1,
 on uvloop as the server does; its CPU over the window, per session-second, is the figure: the
 tap's queue, the pump, encoding, the socket writes and reads, parsing, playing the echo.
 
 Without the engine, the SIP call and a second server instance, it is far steadier than
 `bench/agents.py --load` and isolates what a change to the agent path costs. To compare two
-trees, alternate them (a tree without AGENT_FRAME_MS runs at 20 ms):
+trees, alternate them:
 
-    taskset -c 1 python bench/agent_path.py [--sessions 50] [--seconds 8] [--frame-ms 20]
+    taskset -c 1 python bench/agent_path.py [--sessions 50] [--seconds 8]
     PYTHONPATH=/other/tree/src taskset -c 1 python bench/agent_path.py ...
 """
 
@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import inspect
 import os
 import subprocess
 import sys
@@ -49,13 +48,7 @@ asyncio.run(main(int(sys.argv[1]), int(sys.argv[2])))
 """
 
 
-def new_audio(frame_ms: int) -> AgentAudio:
-    if "frame_ms" in inspect.signature(AgentAudio).parameters:
-        return AgentAudio(frame_ms=frame_ms)
-    return AgentAudio()  # a tree from before AGENT_FRAME_MS
-
-
-async def run(sessions: int, seconds: float, frame_ms: int) -> dict[str, float]:
+async def run(sessions: int, seconds: float) -> dict[str, float]:
     port = 47000 + os.getpid() % 100 * 100
     server = subprocess.Popen(
         ["taskset", "-c", "0", sys.executable, "-c", ECHO_SERVER, str(port), str(sessions)],
@@ -64,7 +57,7 @@ async def run(sessions: int, seconds: float, frame_ms: int) -> dict[str, float]:
     )
     try:
         assert server.stdout is not None and server.stdout.readline().strip() == "ready"
-        audios = [new_audio(frame_ms) for _ in range(sessions)]
+        audios = [AgentAudio() for _ in range(sessions)]
         running = [
             AgentSession(
                 PipecatClient(f"ws://127.0.0.1:{port + i}"),
@@ -115,10 +108,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sessions", type=int, default=50)
     parser.add_argument("--seconds", type=float, default=8)
-    parser.add_argument("--frame-ms", type=int, default=20)
     args = parser.parse_args()
-    figures = uvloop.run(run(args.sessions, args.seconds, args.frame_ms))
-    print({"frame_ms": args.frame_ms, **figures})
+    print(uvloop.run(run(args.sessions, args.seconds)))
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """A self-hosted Pipecat bot: we connect as the client of its WebSocket server transport and
 speak its protobuf frames (pipecat_frames.py).
 
-The call's audio goes as 16 kHz mono AudioRawFrames of AGENT_FRAME_MS (the bot's default
+The call's audio goes as 16 kHz mono AudioRawFrames of 20 ms (the bot's default
 input rate; the transport does not resample); the bot's audio comes at the rate each frame
 states (24 kHz by default). An InterruptionFrame from the bot (pipecat 1.3 and later) flushes its
 queued speech. Transcripts come only through RTVI messages, when the bot runs RTVI: a final
