@@ -4,9 +4,12 @@ Payloads are kept by extended sequence number and decoded by the caller at pop t
 stateful decoders see packets strictly in order. Delay adapts between 1 and 6 frames:
 the target grows at once when the spread of packet transit times grows, and shrinks by
 one frame at a time after a quiet period; a buffer that stays fuller than its target for
-a whole second drops one packet to give the latency back. With an `is_quiet` test (G.711)
-the dropped packet is a quiet one within the next second where there is one, so the cut
-falls in a pause rather than in the middle of a word.
+a whole second drops one packet to give the latency back. So does one whose every packet,
+for a whole second, waited more than a frame (plus a margin) between arriving and playing:
+the frame a single late packet added stays otherwise, since the depth alone cannot tell it
+from a stream that arrives just after the tick and needs it. With an `is_quiet` test
+(G.711) the dropped packet is a quiet one within the next second where there is one, so the
+cut falls in a pause rather than in the middle of a word.
 """
 
 from __future__ import annotations
@@ -35,6 +38,9 @@ _EVALUATE_EVERY = 25  # packets between target re-evaluations (0.5 s at 20 ms)
 _SHRINK_AFTER = 4  # evaluations below target before it shrinks by one frame (~2 s)
 _DRAIN_WINDOW = 50  # pops over which a standing excess is measured (1 s)
 _TIMELINE_JUMP_MS = 1000.0  # a transit step this big is a timestamp jump, not jitter
+# Wait between a packet's arrival and its playing beyond one frame that still counts as
+# needed: the clock's own lateness and the sender's pacing wobble by a few milliseconds.
+_SLACK_MARGIN_MS = 5.0
 
 
 class JitterBuffer:
@@ -45,6 +51,7 @@ class JitterBuffer:
         self._ms_per_tick = 1000.0 / clock_rate
         self._frame_ms = frame_ms
         self._slots: dict[int, bytes] = {}
+        self._arrived: dict[int, float] = {}  # arrival times, for the wait at pop
         self._next = 0  # extended sequence number due at the next pop
         self._highest = -1
         self._started = False  # any packet seen since the last resync
@@ -65,10 +72,12 @@ class JitterBuffer:
         self._quiet_evaluations = 0
         self._window_pops = 0
         self._window_min_depth = CAPACITY
+        self._window_min_wait = math.inf  # seconds, over the packets popped on time
         # Whether a payload is near silence (set by the owner when its codec allows telling);
         # and how many more pops a pending drain may wait for such a payload.
         self.is_quiet: Callable[[bytes], bool] | None = None
         self._drain_due = 0
+        self._drain_floor = 1
 
     @property
     def depth(self) -> int:
@@ -93,6 +102,7 @@ class JitterBuffer:
     def resync(self) -> None:
         """Forget the stream (new SSRC, big jump): the next packet starts playout afresh."""
         self._slots.clear()
+        self._arrived.clear()
         self._started = False
         self._playing = False
         self._underrun = False
@@ -106,6 +116,7 @@ class JitterBuffer:
             self._started = True
             self._next = self._highest = seq
             self._slots[seq] = payload
+            self._arrived[seq] = arrival
             self._note_transit(timestamp, payload, arrival)
             return
         delta = ((seq - self._next + 0x8000) & 0xFFFF) - 0x8000
@@ -124,6 +135,9 @@ class JitterBuffer:
             self.duplicate += 1
             return
         slots[ext] = payload
+        self._arrived[ext] = arrival
+        if len(self._arrived) > 2 * CAPACITY:  # entries of packets dropped or drained
+            self._arrived = {k: v for k, v in self._arrived.items() if k >= self._next}
         if ext > self._highest:
             self._highest = ext
             if ext - self._next >= CAPACITY:
@@ -136,8 +150,9 @@ class JitterBuffer:
                 self.overflow += 1
             self._next += 1
 
-    def pop(self) -> PopResult:
-        """Next payload; MISSING when one is due but absent; None before playout starts."""
+    def pop(self, now: float | None = None) -> PopResult:
+        """Next payload; MISSING when one is due but absent; None before playout starts.
+        `now` (the clock `push` was given) lets a standing extra frame be seen and dropped."""
         if not self._playing:
             if not self._slots or self.depth < self.target:
                 return None
@@ -151,6 +166,9 @@ class JitterBuffer:
             self._end_drain_window()
         payload = self._slots.pop(self._next, None)
         if payload is not None:
+            arrival = self._arrived.pop(self._next, None)
+            if now is not None and arrival is not None and now - arrival < self._window_min_wait:
+                self._window_min_wait = now - arrival
             self._next += 1
             self._underrun = False
             if self._drain_due:
@@ -176,8 +194,14 @@ class JitterBuffer:
         return MISSING  # possibly reordered: wait one more tick for it
 
     def _end_drain_window(self) -> None:
-        # A buffer that never ran below target + 1 for a second holds needless latency.
-        if self._window_min_depth > self.target + 1 and self._slots:
+        # A buffer that never ran below target + 1 for a second holds needless latency; so
+        # does one whose every packet waited over a frame to play.
+        deep = self._window_min_depth > self.target + 1
+        waited = self._window_min_wait * 1000.0 > self._frame_ms + _SLACK_MARGIN_MS  # inf: none
+        if (deep or (waited and self._window_min_wait != math.inf)) and self._slots:
+            # The depth, after a pop, at which the excess is gone: the target, or one frame
+            # less when the excess is the wait (the depth then only needs the next packet).
+            self._drain_floor = self.target if deep else self.target - 1
             if self.is_quiet is not None:
                 self._drain_due = _DRAIN_WINDOW  # cut at the next quiet packet (see pop)
             else:
@@ -187,12 +211,13 @@ class JitterBuffer:
                 self.drained += 1
         self._window_pops = 0
         self._window_min_depth = CAPACITY
+        self._window_min_wait = math.inf
 
     def _drain_if_quiet(self, payload: bytes) -> bytes:
         """During a pending drain: skip `payload` if it is quiet (or the wait is over) and
         the next packet is here to play instead."""
         self._drain_due -= 1
-        if self.depth <= self.target:  # the excess has gone by itself
+        if self.depth <= self._drain_floor:  # the excess has gone by itself
             self._drain_due = 0
             return payload
         assert self.is_quiet is not None

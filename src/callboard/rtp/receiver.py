@@ -194,10 +194,10 @@ class RtpReceiver:
 
     # --- playout (the media tick) ------------------------------------------------------
 
-    def read(self, *, encoded_ok: bool) -> np.ndarray | bytes | None:
+    def read(self, *, encoded_ok: bool, now: float | None = None) -> np.ndarray | bytes | None:
         """The next 20 ms (int16 at the codec's sample rate; exactly one frame), or None
         before any packet arrived. With encoded_ok, a G.711 payload that is exactly one
-        frame comes back undecoded (bytes)."""
+        frame comes back undecoded (bytes). `now` is on the clock `receive` was given."""
         codec = self._codec
         if self.last_rtp_time is None or codec is None:
             return None
@@ -208,7 +208,7 @@ class RtpReceiver:
         if pending is not None and len(pending) >= size:
             return self._take_pending(pending)
         for _ in range(8):  # short packets (e.g. 10 ms) need more than one per tick
-            item = self.jitter_buffer.pop()
+            item = self.jitter_buffer.pop(now)
             # G.711 carries one byte per sample: this payload is exactly one frame.
             if encoded_ok and pending is None and type(item) is bytes and len(item) == size:
                 self._missing_run = 0

@@ -140,14 +140,17 @@ class RtpSession:
     def read_frame(self) -> np.ndarray | None:
         """The next 20 ms of received audio (int16 at sample_rate), or None before any
         arrived. Always exactly one frame long."""
-        frame = self._receiver.read(encoded_ok=False)
+        frame = self._receiver.read(encoded_ok=False, now=self._now())
         assert not isinstance(frame, bytes)
         return frame
 
     def read_encoded(self) -> np.ndarray | bytes | None:
         """read_frame for a G.711 codec that leaves decoding to the caller: a packet that is
         exactly one frame comes back as its payload (bytes), anything else as read_frame."""
-        return self._receiver.read(encoded_ok=self.law is not None)
+        return self._receiver.read(encoded_ok=self.law is not None, now=self._now())
+
+    def _now(self) -> float | None:
+        return self._loop.time() if self._loop is not None else None
 
     def write_frame(self, pcm: np.ndarray) -> None:
         """Send one 20 ms frame (int16 at sample_rate), or the DTMF packet due in this tick."""

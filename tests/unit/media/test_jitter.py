@@ -252,3 +252,39 @@ def test_g711_quiet_test_tells_a_pause_from_speech() -> None:
         assert not law.is_quiet(loud)
         assert law.is_quiet(hiss)  # about -55 dBFS
         assert law.is_quiet(law.encode_rows(np.zeros((1, 160), np.int16)))
+
+
+def _one_late_packet(lead_ms: float, quiet: bool) -> tuple[JitterBuffer, list[float]]:
+    """A stream whose packets arrive `lead_ms` before the tick that plays them, except packet
+    50, which comes 5 ms after its tick (its frame is concealed, the play point held). Returns
+    each tick's wait of the packet it played (ms: tick time - arrival)."""
+    jb = JitterBuffer()
+    if quiet:
+        jb.is_quiet = lambda p: True
+    waits: list[float] = []
+    arrivals = {seq: seq * 0.02 - lead_ms / 1000 for seq in range(300)}
+    arrivals[50] = 50 * 0.02 + 0.005
+    pending = sorted(arrivals, key=arrivals.__getitem__)
+    for tick in range(300):
+        now = tick * 0.02
+        while pending and arrivals[pending[0]] <= now:
+            seq = pending.pop(0)
+            push(jb, seq, arrival=arrivals[seq])
+        item = jb.pop(now)
+        if isinstance(item, bytes):
+            waits.append(round((now - arrivals[int.from_bytes(item, "big")]) * 1000, 1))
+    return jb, waits
+
+
+def test_the_frame_a_late_packet_added_is_given_back() -> None:
+    for quiet in (False, True):
+        jb, waits = _one_late_packet(lead_ms=8.0, quiet=quiet)
+        assert 28.0 in waits  # after the late packet, each packet waited a frame more...
+        assert waits[-100:] == [8.0] * 100, (quiet, waits[-100:])  # ...until one was dropped
+        assert jb.drained == 1 and jb.target == 1
+
+
+def test_a_frame_that_a_stream_just_before_the_tick_needs_is_kept() -> None:
+    jb, waits = _one_late_packet(lead_ms=2.0, quiet=False)  # 22 ms after the late packet:
+    assert waits[-100:] == [22.0] * 100  # within the margin, the extra frame protects it
+    assert jb.drained == 0
