@@ -62,7 +62,7 @@ async def warm_up_app(app: ASGIApp) -> None:
     """Requests through the whole ASGI stack in-process: FastAPI and Starlette build things
     on the first request (about 100 ms on the event loop, measured), and FastAPI builds each
     included router's routes the first time a request of each kind (HTTP, WebSocket) is
-    matched against them (the first VSI connection held the clock 26-63 ms). A path that
+    matched against them (the first VSI connection held the clock 26-68 ms). A path that
     matches nothing walks every route, for both kinds."""
     transport = httpx.ASGITransport(app=app)
     httpx_log = logging.getLogger("httpx")
