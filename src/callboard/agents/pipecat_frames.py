@@ -134,10 +134,10 @@ def _read_varint(data: bytes, pos: int) -> tuple[int, int]:
         shift += 7
 
 
-def _fields(data: bytes) -> dict[int, int | bytes]:
-    """The last value of each field number (proto3's rule for repeated scalars)."""
+def _fields(data: bytes, pos: int = 0) -> dict[int, int | bytes]:
+    """The last value of each field number (proto3's rule for repeated scalars), reading
+    `data` from `pos` to its end."""
     out: dict[int, int | bytes] = {}
-    pos = 0
     while pos < len(data):
         key, pos = _read_varint(data, pos)
         number, wire = key >> 3, key & 7
@@ -160,34 +160,11 @@ def _fields(data: bytes) -> dict[int, int | bytes]:
     return out
 
 
-def _decode_audio(data: bytes) -> Audio | None:
-    """An AudioRawFrame that is the whole message, without building field tables; None to
-    fall back to the general path (anything unusual)."""
-    size, pos = _read_varint(data, 1)
-    if pos + size != len(data):
-        return None
-    audio = b""
-    rate, channels = 0, 1
-    end = len(data)
-    while pos < end:
-        key, pos = _read_varint(data, pos)
-        number, wire = key >> 3, key & 7
-        if wire == _LEN:
-            length, pos = _read_varint(data, pos)
-            if pos + length > end:
-                raise FrameError("truncated field")
-            if number == 3:
-                audio = data[pos : pos + length]
-            pos += length
-        elif wire == _VARINT:
-            value, pos = _read_varint(data, pos)
-            if number == 4:
-                rate = value
-            elif number == 5:
-                channels = value or 1
-        else:
-            return None
-    return Audio(audio, rate, channels)
+def _audio(fields: dict[int, int | bytes]) -> Audio:
+    audio = fields.get(3, b"")
+    return Audio(
+        audio if isinstance(audio, bytes) else b"", _int(fields, 4), _int(fields, 5, 1) or 1
+    )
 
 
 def _str(fields: dict[int, int | bytes], number: int) -> str:
@@ -202,10 +179,10 @@ def _int(fields: dict[int, int | bytes], number: int, default: int = 0) -> int:
 
 def decode(data: bytes) -> PipecatFrame | None:
     """The frame in `data`, or None for a frame of a kind this client does not use."""
-    if data[:1] == b"\x12":  # an audio frame, nearly every message: read it in place
-        fast = _decode_audio(data)
-        if fast is not None:
-            return fast
+    if data[:1] == b"\x12":  # an audio frame, nearly every message: its fields read in place
+        size, pos = _read_varint(data, 1)
+        if pos + size == len(data):
+            return _audio(_fields(data, pos))
     outer = _fields(data)
     for kind in (_AUDIO, _INTERRUPTION, _MESSAGE, _TEXT, _TRANSCRIPTION):
         body = outer.get(kind)
@@ -215,12 +192,7 @@ def decode(data: bytes) -> PipecatFrame | None:
             raise FrameError("a frame field that is not a message")
         inner = _fields(body)
         if kind == _AUDIO:
-            audio = inner.get(3, b"")
-            return Audio(
-                audio if isinstance(audio, bytes) else b"",
-                _int(inner, 4),
-                _int(inner, 5, 1) or 1,
-            )
+            return _audio(inner)
         if kind == _INTERRUPTION:
             return Interruption()
         if kind == _MESSAGE:

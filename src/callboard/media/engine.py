@@ -140,20 +140,15 @@ class LegMedia:
         """What this leg hears this tick, at its mix rate: its room's mix (unless deaf) plus
         its own sources."""
         room_part = None if self.deaf else self.room_out
+        voiced = len(self.voices) if self.room is None else 0
         if (
-            not self.sources
-            and room_part is None
-            and self.room is None
-            and len(self.voices) == 1
+            room_part is None
             and self.mix_rate == DEFAULT_MIX_RATE
+            and len(self.sources) + voiced == 1
         ):
-            # One voice alone (an agent on a leg outside rooms): its frame is what the leg
-            # hears, with no sum to widen and clip 50 times a second.
-            voice = self.voices[0].next_frame()
-            if voice is None:
-                del self.voices[0]  # played out, as _sum_sources drops one
-                return _SILENCE[self.mix_rate]
-            return voice.copy()  # the source reuses its buffer; a tap may keep this frame
+            # One source alone (a playback, TTS, a tone or an agent's voice, outside rooms):
+            # its frame is what the leg hears, with no sum to widen and clip 50 times a second.
+            return self._lone_frame(self.sources or self.voices)
         own = _sum_sources(self.sources, self.on_finished) if self.sources else None
         if self.voices and self.room is None:
             voice = _sum_sources(self.voices, None)
@@ -169,6 +164,16 @@ class LegMedia:
         if room_part is not None:
             own += room_part
         return saturate16(own, in_place=True)  # own is this tick's temporary sum
+
+    def _lone_frame(self, sources: list[FrameSource]) -> np.ndarray:
+        source = sources[0]
+        frame = source.next_frame()
+        if frame is None:  # finished: dropped (and reported) as _sum_sources does
+            del sources[0]
+            if sources is self.sources and self.on_finished is not None:
+                self.on_finished(source)
+            return _SILENCE[self.mix_rate]
+        return frame.copy()  # sources reuse their buffers; a tap may keep this frame
 
 
 class RoomMedia:

@@ -10,7 +10,7 @@ from websockets.asyncio.server import ServerConnection, serve
 from websockets.frames import Frame, Opcode
 from websockets.streams import StreamReader
 
-from callboard.agents.socket import Masks, client_frame, open_socket
+from callboard.agents.socket import client_frame, open_socket
 
 
 def parse_client_frame(data: bytes) -> Frame:
@@ -34,14 +34,6 @@ def test_client_frames_read_back_as_websockets_reads_them(size: int, text: bool)
     assert frame.opcode is (Opcode.TEXT if text else Opcode.BINARY)
     assert frame.fin
     assert bytes(frame.data) == payload
-
-
-def test_masks_are_fresh_for_every_frame_across_refills() -> None:
-    masks = Masks()
-    drawn = [masks.next() for _ in range(3 * Masks.SIZE // 4)]  # three pools' worth
-    assert all(len(mask) == 4 for mask in drawn)
-    # 3072 random 32-bit keys: a repeat has a chance of about 1e-3; a reused pool repeats all.
-    assert len(set(drawn)) >= len(drawn) - 2
 
 
 async def test_whole_messages_reach_the_handler_in_order_including_early_ones() -> None:
