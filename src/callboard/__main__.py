@@ -24,6 +24,9 @@ def main() -> None:
         # httpx logs every request at info: one line per webhook delivered. Ours say what
         # failed; the successes are for debugging.
         logging.getLogger("httpx").setLevel(logging.WARNING)
+        # aioice logs every connectivity check's state change at info; our WebRTC leg logs
+        # the outcome.
+        logging.getLogger("aioice").setLevel(logging.WARNING)
     from callboard.server import Callboard
 
     server = Callboard(settings)

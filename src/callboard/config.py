@@ -32,6 +32,8 @@ class Settings:
     rtp_port_min: int = 10000
     rtp_port_max: int = 20000
     ice_servers: tuple[str, ...] = ()
+    webrtc_external_ips: tuple[str, ...] = ()  # advertised beside host candidates (1:1 NAT)
+    webrtc_ice_timeout: float = 30.0  # a WebRTC leg's ICE + DTLS must finish by then
     recording_dir: str = "/tmp/recordings"
     log_level: str = "info"
     webhook_url: str | None = None
@@ -193,6 +195,14 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     for url in ice:
         if not url.startswith(("stun:", "turn:", "turns:")):
             raise ConfigError(f"ICE_SERVERS: not a stun:/turn: URL: {url!r}")
+    external = tuple(
+        ip.strip() for ip in (_opt(env, "WEBRTC_EXTERNAL_IPS") or "").split(",") if ip.strip()
+    )
+    for ip in external:
+        try:
+            ipaddress.ip_address(ip)
+        except ValueError:
+            raise ConfigError(f"WEBRTC_EXTERNAL_IPS: not an IP address: {ip!r}") from None
     return Settings(
         instance_id=_opt(env, "INSTANCE_ID") or str(uuid.uuid4()),
         http_host=http_host,
@@ -204,6 +214,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         rtp_port_min=rtp_min,
         rtp_port_max=rtp_max,
         ice_servers=ice,
+        webrtc_external_ips=external,
+        webrtc_ice_timeout=_float(env, "WEBRTC_ICE_TIMEOUT", 30.0),
         recording_dir=_opt(env, "RECORDING_DIR") or "/tmp/recordings",
         log_level=log_level,
         webhook_url=_url(env, "WEBHOOK_URL", ("http", "https")),

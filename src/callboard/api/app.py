@@ -10,7 +10,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from callboard.api import agents, later, legs, rooms, voiceblender_later, vsi
+from callboard.api import agents, later, legs, rooms, voiceblender_later, vsi, webrtc
 from callboard.api.commands import Commands
 from callboard.core.errors import CallboardError
 from callboard.events.metrics import Metrics
@@ -124,6 +124,7 @@ def create_app(commands: Commands, vsi_hub: VsiHub, metrics: Metrics) -> FastAPI
     app.include_router(agents.leg_router)
     app.include_router(agents.room_router)
     app.include_router(vsi.router)
+    app.include_router(webrtc.router)
     app.include_router(later.router)
     app.include_router(voiceblender_later.router)
     return app

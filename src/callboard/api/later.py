@@ -16,15 +16,12 @@ router = APIRouter(tags=["not yet available"])
 _SUBJECTS = {
     "answering-machine detection": "answering-machine detection is",
     "transfer": "call transfer is",
-    "WebRTC": "WebRTC is",
 }
 
 # (methods, path, capability) for every documented route not served yet.
 LATER_ROUTES: tuple[tuple[tuple[str, ...], str, str], ...] = (
     (("POST",), "/v1/legs/{leg_id}/amd", "answering-machine detection"),
     (("POST",), "/v1/legs/{leg_id}/transfer", "transfer"),
-    (("POST", "GET"), "/v1/legs/{leg_id}/ice-candidates", "WebRTC"),
-    (("POST",), "/v1/webrtc/offer", "WebRTC"),
 )
 
 

@@ -416,3 +416,29 @@ class AgentResponse(BaseModel):
     status: str
     leg_id: str | None = None
     room_id: str | None = None
+
+
+class WebRTCOfferRequest(BaseModel):
+    sdp: StrictStr = Field(description="SDP offer from the browser")
+    room_id: StrictStr | None = Field(None, description="Join this room once media is up")
+    app_id: StrictStr | None = Field(None, description="Tag the leg's events")
+    webhook_url: StrictStr | None = Field(None, description="This leg's webhook")
+    webhook_secret: StrictStr | None = Field(None, description="Signs this leg's webhooks")
+
+
+class WebRTCOfferResponse(BaseModel):
+    instance_id: str | None = None
+    leg_id: str
+    sdp: str = Field(description="SDP answer (candidates trickle: GET .../ice-candidates)")
+
+
+class ICECandidateInit(BaseModel):
+    candidate: StrictStr = Field(description='ICE candidate string ("" = end of candidates)')
+    sdpMid: StrictStr | None = Field(None, description="Media stream identification tag")
+    sdpMLineIndex: StrictInt | None = Field(None, description="Index of the media description")
+
+
+class ICECandidatesResponse(BaseModel):
+    instance_id: str | None = None
+    candidates: list[ICECandidateInit]
+    done: bool = Field(description="Gathering has ended: no more candidates will come")

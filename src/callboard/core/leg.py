@@ -21,6 +21,7 @@ from callboard.events.webhooks import WebhookTarget
 
 if TYPE_CHECKING:
     from callboard.media.engine import MediaEndpoint
+    from callboard.rtp.stats import RtpStats
 
 
 class LegState(enum.StrEnum):
@@ -183,3 +184,15 @@ class Leg:
         """Media quality for leg.disconnected, or None when no media arrived. Synchronous: a
         transport whose statistics are async (WebRTC's getStats) keeps a recent copy."""
         return None
+
+
+def rtp_quality(stats: RtpStats) -> Quality | None:
+    """leg.disconnected's quality figures of an RTP-carried leg; None when nothing arrived."""
+    if stats.packets_received == 0:
+        return None
+    return {
+        "mos_score": round(stats.mos, 2) if stats.mos is not None else None,
+        "rtp_packets_received": stats.packets_received,
+        "rtp_packets_lost": stats.packets_lost,
+        "rtp_jitter_ms": round(stats.jitter_ms, 2),
+    }

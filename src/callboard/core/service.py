@@ -23,6 +23,7 @@ from callboard.core.rooms import RoomManager
 from callboard.core.sip_legs import SipLegs
 from callboard.core.speaking_detection import SpeakingDetection
 from callboard.core.stt import SttManager
+from callboard.core.webrtc_legs import WebRtcLegs
 from callboard.core.ws_participant import WsParticipants
 from callboard.events.base import LegEvent, LegOrRoomEvent
 from callboard.events.bus import Envelope, EventBus
@@ -90,8 +91,9 @@ class CallService:
         self.agents = AgentManager(
             engine=engine, lifecycle=self.lifecycle, rooms=self.rooms, find_leg=self.get_leg
         )
-        # Leg construction lives beside each transport; a WebRTC factory will sit here too.
+        # Leg construction lives beside each transport.
         self.sip = SipLegs(self, ua, settings, register=self._register, spawn=self._spawn)
+        self.webrtc = WebRtcLegs(self, settings, register=self._register)
         metrics.set_gauge_sources(lambda: len(self.legs), lambda: len(self.rooms.rooms))
 
     # ---- lifecycle ----

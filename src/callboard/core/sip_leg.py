@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from callboard.core.errors import BadRequest, Conflict
-from callboard.core.leg import Leg, LegHost, LegState, LegType
+from callboard.core.leg import Leg, LegHost, LegState, LegType, rtp_quality
 from callboard.events.types import (
     LegConnected,
     LegEarlyMedia,
@@ -267,17 +267,7 @@ class SipLeg(Leg):
             self.rtp.close()
 
     def quality(self) -> Quality | None:
-        if self.rtp is None:
-            return None
-        stats = self.rtp.stats
-        if stats.packets_received == 0:
-            return None
-        return {
-            "mos_score": round(stats.mos, 2) if stats.mos is not None else None,
-            "rtp_packets_received": stats.packets_received,
-            "rtp_packets_lost": stats.packets_lost,
-            "rtp_jitter_ms": round(stats.jitter_ms, 2),
-        }
+        return rtp_quality(self.rtp.stats) if self.rtp is not None else None
 
     def last_media_activity(self) -> float | None:
         """loop.time() of the last RTP packet, else of the answer."""

@@ -60,7 +60,7 @@ class _RtcpProtocol(asyncio.DatagramProtocol):
 
 
 class RtpSession:
-    def __init__(self, *, bind_ip: str, ports: PortAllocator) -> None:
+    def __init__(self, *, bind_ip: str, ports: PortAllocator | None) -> None:
         self.bind_ip = bind_ip
         self._ports = ports
         self.local_port = 0
@@ -85,6 +85,7 @@ class RtpSession:
     async def open(self) -> int:
         """Bind the RTP/RTCP socket pair; returns the RTP port."""
         self._loop = asyncio.get_running_loop()
+        assert self._ports is not None
         port, self._rtp, self._rtcp, self._rtp_socket = await self._ports.bind_pair(
             self.bind_ip, lambda: _RtpProtocol(self), lambda: _RtcpProtocol(self)
         )
@@ -126,10 +127,11 @@ class RtpSession:
     def _update_connected(self) -> None:
         # The sender builds (and numbers) packets only while they can go somewhere.
         self._sender.connected = (
-            self._rtp_socket is not None
-            and self._receiver.remote is not None
-            and self._codec is not None
+            self._can_send() and self._receiver.remote is not None and self._codec is not None
         )
+
+    def _can_send(self) -> bool:
+        return self._rtp_socket is not None
 
     def set_direction(self, *, send: bool, receive: bool) -> None:
         self._sender.set_sending(send)
@@ -313,5 +315,5 @@ class RtpSession:
         self._rtp = self._rtcp = None
         self._rtp_socket = None
         self._update_connected()
-        if self.local_port:
+        if self.local_port and self._ports is not None:
             self._ports.release(self.local_port)
