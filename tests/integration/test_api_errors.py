@@ -193,7 +193,6 @@ def test_unknown_routes_wrong_methods_and_later_capabilities(b: ServerProcess) -
     for method, path in (
         ("POST", "/v1/legs/x/amd"),
         ("POST", "/v1/legs/x/transfer"),
-        ("POST", "/v1/webrtc/offer"),
     ):
         error = assert_error(b.api(method, path, json={}), 501, b)
         assert "not available" in error, (method, path, error)

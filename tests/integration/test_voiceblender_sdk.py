@@ -473,11 +473,13 @@ def _drive(
         "bridges": lambda: handle.list_room_bridges(),
         "trunks": lambda: ca.list_sip_trunks(),
         "registrations": lambda: ca.list_sip_registrations(),
-        "webrtc": lambda: ca.webrtc_offer(WebRTCOfferRequest(sdp="v=0")),
         "moq": lambda: ca.moq_leg(),
     }
     for name, call in later.items():
         assert "not available" in refused(call, 501), name
+    # WebRTC is served: the SDK's offer reaches it (and this one is not SDP).
+    bad_offer = refused(lambda: ca.webrtc_offer(WebRTCOfferRequest(sdp="v=0")), 400)
+    assert "invalid SDP offer" in bad_offer
     # Speech works through the SDK (the offline providers: no key is set here).
     spoken = leg_a.play_tts(TTSRequest(text="hi", voice="v", model_id="m", volume=0))
     assert spoken.tts_id.startswith("tts-") and spoken.status == "playing"
