@@ -66,8 +66,11 @@ class ToneTrack(MediaStreamTrack):
 
 
 class WebRtcPeer:
-    def __init__(self, base_url: str, sine_hz: float = 0.0, dtmf: bool = False) -> None:
+    def __init__(
+        self, base_url: str, sine_hz: float = 0.0, dtmf: bool = False, codec: str = "opus"
+    ) -> None:
         self.base_url = base_url
+        self.codec = codec
         self.sine_hz = sine_hz
         self.dtmf = dtmf
         self.loop = asyncio.new_event_loop()
@@ -114,6 +117,8 @@ class WebRtcPeer:
         offer = await pc.createOffer()
         await pc.setLocalDescription(offer)
         sdp = pc.localDescription.sdp
+        if self.codec != "opus":
+            sdp = only_codec(sdp, self.codec)
         if self.dtmf:
             sdp = add_telephone_event(sdp)
             self._watch_dtmf()
@@ -294,4 +299,20 @@ def add_telephone_event(sdp: str) -> str:
         out.append(line)
         if line.startswith("a=rtpmap:") and "opus/48000" in line:
             out += [f"a=rtpmap:{DTMF_PT} telephone-event/48000", f"a=fmtp:{DTMF_PT} 0-15"]
+    return "\r\n".join(out) + "\r\n"
+
+
+def only_codec(sdp: str, name: str) -> str:
+    """The audio section offering `name` alone (e.g. "pcmu"), as a browser limited to it."""
+    wanted = {m[1] for m in re.finditer(r"a=rtpmap:(\d+) ([\w-]+)/", sdp) if m[2].lower() == name}
+    out = []
+    for line in sdp.splitlines():
+        match = re.match(r"m=audio (\d+) (\S+) (.*)", line)
+        if match:
+            kept = [pt for pt in match[3].split() if pt in wanted]
+            line = f"m=audio {match[1]} {match[2]} {' '.join(kept)}"
+        pt = re.match(r"a=(?:rtpmap|fmtp|rtcp-fb):(\d+)", line)
+        if pt and pt[1] not in wanted:
+            continue
+        out.append(line)
     return "\r\n".join(out) + "\r\n"

@@ -1,4 +1,4 @@
-"""Audio codecs for RTP legs: G.711 via lookup tables, G.722 and Opus via PyAV.
+"""Audio codecs for RTP legs: G.711 via lookup tables, Opus via libopus, G.722 via PyAV.
 
 One stateful Codec instance serves one leg in both directions (its encoder and decoder are
 independent). Every method works on int16 mono NumPy arrays at `sample_rate`.
@@ -14,6 +14,7 @@ from av.audio.frame import AudioFrame
 
 from callboard.media import g711
 from callboard.media.g711 import ALAW, ULAW, G711Law
+from callboard.media.opus import OpusCoder, libopus
 
 SUPPORTED_CODECS: tuple[str, ...] = ("PCMU", "PCMA", "G722", "opus")
 _BY_LOWER = {name.lower(): name for name in SUPPORTED_CODECS}
@@ -215,8 +216,8 @@ class G722Codec(_PyAvCodec):
     _decoder_name = "g722"
 
 
-class OpusCodec(_PyAvCodec):
-    """Opus (RFC 7587): 48 kHz mono, 20 ms frames, VoIP mode, in-band FEC."""
+class PyAvOpusCodec(_PyAvCodec):
+    """Opus (RFC 7587) through FFmpeg: the fallback when libopus itself cannot be loaded."""
 
     name = "opus"
     rtp_clock_rate = 48000
@@ -265,6 +266,50 @@ class OpusCodec(_PyAvCodec):
         return fitted
 
 
+class OpusCodec(Codec):
+    """Opus (RFC 7587): 48 kHz mono, 20 ms frames, VoIP mode, in-band FEC, straight through
+    libopus (media/opus.py): about a sixth cheaper per frame than through FFmpeg."""
+
+    name = "opus"
+    rtp_clock_rate = 48000
+    sample_rate = 48000
+    static_payload_type = None
+    sdp_channels = 2
+    delay_ms = 6.5  # encoder lookahead (312 samples at 48 kHz)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._coder = OpusCoder(
+            self.sample_rate,
+            bitrate=OPUS_BITRATE,
+            complexity=OPUS_COMPLEXITY,
+            expected_loss_percent=OPUS_EXPECTED_LOSS_PERCENT,
+        )
+        self._heard_any = False
+
+    def encode(self, pcm: np.ndarray) -> bytes:
+        return self._coder.encode(pcm)
+
+    def _decode(self, payload: bytes) -> np.ndarray:
+        pcm = self._coder.decode(payload)
+        self._heard_any = True
+        return pcm
+
+    def conceal(self) -> np.ndarray:
+        if not self._heard_any:
+            return super().conceal()  # silence: nothing to extrapolate from
+        if self._last_payload is not None:  # decoded elsewhere so far: bring the decoder up
+            self._coder.decode(self._last_payload)
+            self._last_payload = None
+        self._misses += 1
+        pcm = self._coder.decode(None)
+        if len(pcm) == self._frame_samples:
+            return pcm
+        fitted = np.zeros(self._frame_samples, dtype=np.int16)
+        fitted[: min(len(pcm), self._frame_samples)] = pcm[: self._frame_samples]
+        return fitted
+
+
 _CODEC_CLASSES: dict[str, type[Codec]] = {
     "PCMU": PcmuCodec,
     "PCMA": PcmaCodec,
@@ -275,4 +320,7 @@ _CODEC_CLASSES: dict[str, type[Codec]] = {
 
 def create_codec(name: str) -> Codec:
     """A new codec instance by name (case-insensitive)."""
-    return _CODEC_CLASSES[normalize_codec_name(name)]()
+    cls = _CODEC_CLASSES[normalize_codec_name(name)]
+    if cls is OpusCodec and libopus() is None:
+        cls = PyAvOpusCodec
+    return cls()

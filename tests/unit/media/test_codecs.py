@@ -142,3 +142,16 @@ def test_concealment_before_any_packet_is_silence(name: str) -> None:
     frame = codec.conceal()
     assert len(frame) == codec.sample_rate // 50
     assert not frame.any()
+
+
+def test_opus_through_libopus_and_through_ffmpeg_understand_each_other() -> None:
+    from callboard.media.codecs import OpusCodec, PyAvOpusCodec
+
+    direct, fallback = OpusCodec(), PyAvOpusCodec()
+    signal = tone(700.0, 48000, 960 * 25)
+    frames = [signal[i * 960 : (i + 1) * 960] for i in range(25)]
+    one = np.concatenate([fallback.decode(direct.encode(f)) for f in frames])
+    other = np.concatenate([direct.decode(fallback.encode(f)) for f in frames])
+    for heard in (one, other):
+        assert abs(peak_frequency(heard[-4800:], 48000) - 700.0) < 20.0
+        assert rms(heard[-4800:]) > 0.5 * rms(signal)
