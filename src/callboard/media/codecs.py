@@ -216,8 +216,8 @@ class G722Codec(_PyAvCodec):
     _decoder_name = "g722"
 
 
-class PyAvOpusCodec(_PyAvCodec):
-    """Opus (RFC 7587) through FFmpeg: the fallback when libopus itself cannot be loaded."""
+class _OpusFormat(Codec):
+    """What both Opus codecs are on the wire (RFC 7587): 48 kHz mono, 20 ms frames."""
 
     name = "opus"
     rtp_clock_rate = 48000
@@ -225,6 +225,19 @@ class PyAvOpusCodec(_PyAvCodec):
     static_payload_type = None
     sdp_channels = 2
     delay_ms = 6.5  # encoder lookahead (312 samples at 48 kHz)
+
+    def _one_frame(self, pcm: np.ndarray) -> np.ndarray:
+        """A concealment of another length, cut or padded to one frame."""
+        if len(pcm) == self._frame_samples:
+            return pcm
+        fitted = np.zeros(self._frame_samples, dtype=np.int16)
+        fitted[: min(len(pcm), self._frame_samples)] = pcm[: self._frame_samples]
+        return fitted
+
+
+class PyAvOpusCodec(_OpusFormat, _PyAvCodec):
+    """Opus through FFmpeg: the fallback when libopus itself cannot be loaded."""
+
     _encoder_name = "libopus"
     _decoder_name = "libopus"
 
@@ -259,23 +272,12 @@ class PyAvOpusCodec(_PyAvCodec):
         except (av.FFmpegError, ValueError):
             return super().conceal()
         self._misses += 1
-        if len(pcm) == self._frame_samples:
-            return pcm
-        fitted = np.zeros(self._frame_samples, dtype=np.int16)
-        fitted[: min(len(pcm), self._frame_samples)] = pcm[: self._frame_samples]
-        return fitted
+        return self._one_frame(pcm)
 
 
-class OpusCodec(Codec):
-    """Opus (RFC 7587): 48 kHz mono, 20 ms frames, VoIP mode, in-band FEC, straight through
-    libopus (media/opus.py): about a sixth cheaper per frame than through FFmpeg."""
-
-    name = "opus"
-    rtp_clock_rate = 48000
-    sample_rate = 48000
-    static_payload_type = None
-    sdp_channels = 2
-    delay_ms = 6.5  # encoder lookahead (312 samples at 48 kHz)
+class OpusCodec(_OpusFormat):
+    """Opus, VoIP mode with in-band FEC, straight through libopus (media/opus.py): about a
+    sixth cheaper per frame than through FFmpeg."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -302,12 +304,7 @@ class OpusCodec(Codec):
             self._coder.decode(self._last_payload)
             self._last_payload = None
         self._misses += 1
-        pcm = self._coder.decode(None)
-        if len(pcm) == self._frame_samples:
-            return pcm
-        fitted = np.zeros(self._frame_samples, dtype=np.int16)
-        fitted[: min(len(pcm), self._frame_samples)] = pcm[: self._frame_samples]
-        return fitted
+        return self._one_frame(self._coder.decode(None))
 
 
 _CODEC_CLASSES: dict[str, type[Codec]] = {
