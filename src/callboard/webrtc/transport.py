@@ -31,6 +31,7 @@ log = logging.getLogger(__name__)
 
 Address = tuple[str, int]
 _EARLY_DTLS = 8  # datagrams kept while the browser's nomination reaches us
+_CLOSING: set[asyncio.Task[None]] = set()
 
 
 @dataclass(frozen=True)
@@ -171,9 +172,9 @@ class WebRtcTransport:
                 await self.ice.connect()
                 self._nominated()
                 await self._handshake_done
-        except (TimeoutError, ConnectionError, DtlsError, ValueError) as exc:
+        except Exception as exc:  # any failure of ICE or DTLS ends the leg, never the server
             if not self._closed:
-                log.info("WebRTC media did not come up: %s", exc or "timed out")
+                log.info("WebRTC media did not come up: %r", exc)
                 self._finish("ice_failure")
             return
         self.ready = True
@@ -340,7 +341,9 @@ class WebRtcTransport:
         current = asyncio.current_task()
         if task is not None and task is not current and not task.done():
             task.cancel()
-        asyncio.get_running_loop().create_task(self._close_ice())
+        closing = asyncio.get_running_loop().create_task(self._close_ice())
+        _CLOSING.add(closing)  # the loop keeps only a weak reference to a task
+        closing.add_done_callback(_CLOSING.discard)
 
     async def _close_ice(self) -> None:
         try:
