@@ -1,4 +1,4 @@
-"""End-to-end media benchmark: N concurrent PCMU calls into the server under test.
+"""End-to-end media benchmark: N concurrent calls (PCMU unless --codec) into the server under test.
 
 A second Callboard instance (its own process, pinned to the other core) is the load generator:
 it places N calls to the instance under test, which answers them all. Both ends then send
@@ -6,7 +6,7 @@ it places N calls to the instance under test, which answers them all. Both ends 
 server's CPU per leg-second from /proc, its RSS, the media clock's tick lateness from
 /metrics, and RTP loss/jitter/MOS as both ends saw them (leg.disconnected over VSI).
 
-    python bench/calls.py --legs 50 100 200 --seconds 60
+    python bench/calls.py --legs 50 100 200 --seconds 60 [--codec opus]
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from typing import Any
 from harness import Instance, collect_disconnects, disconnect_quality
 
 
-async def run_point(legs: int, seconds: float, tone: bool) -> dict[str, Any]:
+async def run_point(legs: int, seconds: float, tone: bool, codec: str = "PCMU") -> dict[str, Any]:
     server = Instance("under-test", 20000, cpu=1)
     generator = Instance("generator", 30000, cpu=0)
     ends_server: list[dict[str, Any]] = []
@@ -40,7 +40,7 @@ async def run_point(legs: int, seconds: float, tone: bool) -> dict[str, Any]:
                 json={
                     "type": "sip",
                     "uri": f"sip:bench@127.0.0.1:{server.sip_port}",
-                    "codecs": ["PCMU"],
+                    "codecs": [codec],
                 },
             )
             r.raise_for_status()
@@ -101,9 +101,11 @@ def main() -> None:
     parser.add_argument("--legs", type=int, nargs="+", default=[50])
     parser.add_argument("--seconds", type=float, default=60)
     parser.add_argument("--tone", action="store_true", help="generator plays a tone on each leg")
+    parser.add_argument("--codec", default="PCMU", choices=("PCMU", "PCMA", "G722", "opus"))
     args = parser.parse_args()
     for legs in args.legs:
-        result = asyncio.run(run_point(legs, args.seconds, args.tone))
+        result = asyncio.run(run_point(legs, args.seconds, args.tone, args.codec))
+        result["codec"] = args.codec
         print(json.dumps(result), flush=True)
 
 

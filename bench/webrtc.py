@@ -112,6 +112,8 @@ def main() -> None:
                 "server_cpu_pct": round((cpu1 - cpu0) / window * 100, 1),
                 "tick_late_p99_ms": round(late * 1000, 2) if late == late else None,
                 "legs_still_up": len(legs),
+                # Legs that ended or never connected make the figure meaningless.
+                "valid": connected == args.legs and len(legs) == args.legs,
             }
         )
     )

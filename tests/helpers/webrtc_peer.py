@@ -186,8 +186,8 @@ class WebRtcPeer:
             except MediaStreamError:
                 return
             data = frame.to_ndarray().reshape(-1, len(frame.layout.channels))[:, 0]
-            if frame.sample_rate != RATE:
-                raise AssertionError(f"unexpected rate {frame.sample_rate}")
+            if frame.sample_rate != RATE:  # G.711: heard() keeps one rate, repeat to 48 kHz
+                data = np.repeat(data, RATE // frame.sample_rate)
             with self._heard_lock:
                 if self.first_heard_at is None:
                     self.first_heard_at = time.monotonic()
