@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
+from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from callboard.api import agents, later, legs, rooms, voiceblender_later, vsi, webrtc
@@ -125,6 +127,9 @@ def create_app(commands: Commands, vsi_hub: VsiHub, metrics: Metrics) -> FastAPI
     app.include_router(agents.room_router)
     app.include_router(vsi.router)
     app.include_router(webrtc.router)
+    # The browser console: static files that use only the public API.
+    console = Path(__file__).resolve().parent.parent / "console"
+    app.mount("/console", StaticFiles(directory=console, html=True), name="console")
     app.include_router(later.router)
     app.include_router(voiceblender_later.router)
     return app
