@@ -69,9 +69,9 @@ async def add_candidate(leg_id: str, body: ICECandidateInit, request: Request) -
     """Add one of the browser's trickled candidates ("" signals end-of-candidates)."""
     cmds = commands(request)
     leg = _webrtc_leg(cmds, leg_id)
-    end, candidate = parse_candidate_init(body.candidate)
+    candidate = parse_candidate_init(body.candidate)  # None: end-of-candidates
     if leg.transport is not None and not leg.ended:
-        await leg.transport.add_remote_candidate(None if end else candidate)
+        await leg.transport.add_remote_candidate(candidate)
     return cmds.status("added")
 
 

@@ -54,9 +54,6 @@ class WebRtcLeg(Leg):
         self.publish(LegConnected(leg_type=self.type.value))
         self.host.media_ready(self)
 
-    def transport_closed(self, reason: str) -> None:
-        self.release(reason)
-
     # ---- operations ----
 
     def send_dtmf(self, digits: str) -> None:

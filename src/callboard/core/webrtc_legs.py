@@ -1,5 +1,6 @@
 """WebRTC legs, built beside their transport: an offer read, a leg and its media transport
-made, the answer returned at once (candidates trickle: `local_candidates`)."""
+made, the answer returned at once (candidates trickle: `WebRtcTransport.take_local_candidates`
+and `add_remote_candidate`)."""
 
 from __future__ import annotations
 
@@ -76,7 +77,7 @@ class WebRtcLegs:
             rtp,
             self.ice,
             on_connected=leg.media_connected,
-            on_closed=leg.transport_closed,
+            on_closed=leg.release,
         )
         leg.transport = transport
         local = LocalParameters(
@@ -92,18 +93,17 @@ class WebRtcLegs:
         return leg, answer
 
 
-def parse_candidate_init(candidate: object) -> tuple[bool, aioice.Candidate | None]:
-    """ICECandidateInit's `candidate` -> (end_of_candidates, aioice candidate or None)."""
-    if not isinstance(candidate, str):
-        raise BadRequest("candidate must be a string")
+def parse_candidate_init(candidate: str) -> aioice.Candidate | None:
+    """ICECandidateInit's `candidate` -> aioice's Candidate; None for the browser's
+    end-of-candidates (an empty string); BadRequest for anything else."""
     if len(candidate) > MAX_CANDIDATE_CHARS:
         raise BadRequest("candidate is too long")
     if not candidate.strip():
-        return True, None  # the browser's end-of-candidates
+        return None
     parsed = parse_candidate(candidate)
     if parsed is None:
         raise BadRequest(f"not an ICE candidate: {candidate[:60]!r}")
-    return False, parsed
+    return parsed
 
 
 def ice_config(settings: Settings) -> IceConfig:

@@ -52,7 +52,9 @@ class _Demux(asyncio.DatagramProtocol):
         self.media = media
 
     def datagram_received(self, data: bytes, addr: Any) -> None:
-        if data and data[0] < 4:  # STUN (RFC 7983)
+        if not data:
+            return
+        if data[0] < 4:  # STUN (RFC 7983)
             self.stun.datagram_received(data, addr)
         else:
             self.media(data, (addr[0], addr[1]))
@@ -202,9 +204,7 @@ class WebRtcTransport:
         for protocol in self.ice._protocols:
             demux = _Demux(protocol, self._media_received)
             transport = getattr(protocol, "transport", None)
-            if isinstance(transport, asyncio.DatagramTransport) or hasattr(
-                transport, "set_protocol"
-            ):
+            if hasattr(transport, "set_protocol"):  # a socket of ours: the demux goes in front
                 transport.set_protocol(demux)  # type: ignore[union-attr]
             else:  # a TURN allocation's transport calls the protocol's method each time
                 demux.stun = _Original(protocol)
