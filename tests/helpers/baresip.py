@@ -362,6 +362,17 @@ class Baresip:
         """(rate, mono float samples) of what baresip heard; fails if nothing was recorded."""
         return self._mono(self.heard_wav, "heard")
 
+    def heard_window(
+        self, answered_at: float, start_at: float, seconds: float
+    ) -> tuple[int, npt.NDArray[np.float64]]:
+        """(rate, samples) heard from `start_at` for `seconds` (times on time.monotonic(); the
+        recording starts when the call was answered, at `answered_at`)."""
+        rate, heard = self.heard()
+        start = int((start_at - answered_at) * rate)
+        piece = heard[start : start + int(seconds * rate)]
+        assert piece.size > rate, f"{self.user} heard only {heard.size / rate:.1f} s"
+        return rate, piece
+
     def sent(self) -> tuple[int, npt.NDArray[np.float64]]:
         return self._mono(self.sent_wav, "sent")
 
