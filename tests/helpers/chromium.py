@@ -13,6 +13,8 @@ import base64
 import contextlib
 import itertools
 import json
+import os
+import signal
 import subprocess
 import time
 from pathlib import Path
@@ -60,7 +62,11 @@ class Chromium:
         if self.fake_audio is not None:
             args.insert(-1, f"--use-file-for-fake-audio-capture={self.fake_audio}")
         log = self._exits.enter_context(open(self.log_path, "wb"))
-        self.proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)
+        # Debian's chromium is a shell launcher that does not exec the browser: the browser
+        # gets a process group of its own, and close() ends the whole group.
+        self.proc = subprocess.Popen(
+            args, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
         port_file = self.profile / "DevToolsActivePort"
         deadline = time.monotonic() + 30
         while not port_file.exists() or not port_file.read_text().strip():
@@ -132,10 +138,25 @@ class Chromium:
         with contextlib.suppress(Exception):
             self._exits.close()  # the DevTools socket and the log file
         self.page = None
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
+        if self.proc is None:
+            return
+        group = self.proc.pid  # its own session: the group id is the launcher's pid
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(group, signal.SIGTERM)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.proc.wait(10)  # reaped, so only the browser's own processes hold the group
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and _group_alive(group):
+            time.sleep(0.1)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(group, signal.SIGKILL)  # whatever did not leave on SIGTERM
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.proc.wait(5)
+
+
+def _group_alive(group: int) -> bool:
+    try:
+        os.killpg(group, 0)
+    except ProcessLookupError:
+        return False
+    return True
