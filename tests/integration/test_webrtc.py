@@ -53,7 +53,7 @@ def test_browser_and_phone_hear_each_other_in_a_room(
 
     browser = peers(hooked_server, sine_hz=BROWSER_HZ)
     leg = browser.connect(room_id="web", trickle=True)
-    connected = hooks.wait_for("leg.connected", leg_id=leg)
+    connected = hooks.wait_for("leg.connected", leg_id=leg, timeout=20)
     assert connected["leg_type"] == "webrtc"
     hooks.wait_for("leg.joined_room", leg_id=leg, room_id="web")
     view = hooked_server.api("GET", f"/legs/{leg}").json()
@@ -91,7 +91,7 @@ def test_candidates_in_the_offer_and_hang_up_from_the_api(
 ) -> None:
     browser = peers(hooked_server, sine_hz=BROWSER_HZ)
     leg = browser.connect(trickle=False, app_id="support-widget")
-    connected = webhook_receiver.wait_for("leg.connected", leg_id=leg)
+    connected = webhook_receiver.wait_for("leg.connected", leg_id=leg, timeout=20)
     assert connected["app_id"] == "support-widget"
     # A leg alone hears what is played to it.
     played = hooked_server.api("POST", f"/legs/{leg}/play", json={"tone": "us_ringback"})
@@ -123,7 +123,7 @@ def test_dtmf_both_ways(
 ) -> None:
     browser = peers(hooked_server, dtmf=True)
     leg = browser.connect()
-    webhook_receiver.wait_for("leg.connected", leg_id=leg)
+    webhook_receiver.wait_for("leg.connected", leg_id=leg, timeout=20)
     time.sleep(0.3)
     browser.send_dtmf("5")
     got = webhook_receiver.wait_for("dtmf.received", leg_id=leg)

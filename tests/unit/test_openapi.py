@@ -99,19 +99,21 @@ def test_every_route_is_documented_with_its_methods(app: FastAPI, document: dict
     docs_ui = {app.openapi_url, app.docs_url, app.swagger_ui_oauth2_redirect_url}
     # Routes of later VoiceBlender versions answer 501 to that SDK, but are not this API.
     not_this_api = {path for _, path, _ in VOICEBLENDER_LATER_ROUTES}
+    # Served beside the API and not part of it: metrics and the console's static files.
+    beside = {"/metrics", "/console"}
     websockets = set()
     checked = 0
     for path, route in served_routes(app):
         if isinstance(route, APIWebSocketRoute):
             websockets.add(path)
-        elif isinstance(route, APIRoute) and path not in not_this_api | {"/metrics"}:
+        elif isinstance(route, APIRoute) and path not in not_this_api | beside:
             documented = {m.upper() for m in document["paths"].get(path, {})}
             assert route.methods <= documented, (path, route.methods, documented)
             checked += 1
         else:
-            assert path in docs_ui | not_this_api | {"/metrics"}, (path, route)
+            assert path in docs_ui | not_this_api | beside, (path, route)
     assert checked >= 50, checked  # the walk did reach the routers' routes
-    assert not (not_this_api | {"/metrics"}) & set(document["paths"])
+    assert not (not_this_api | beside) & set(document["paths"])
     # OpenAPI cannot describe a WebSocket: the description points at the page that does.
     assert websockets == {"/v1/vsi", "/v1/rooms/{room_id}/ws"}
     api_md = API_MD.read_text()

@@ -47,8 +47,9 @@ class IceConfig:
 class _Demux(asyncio.DatagramProtocol):
     """Put in front of one of aioice's STUN protocols."""
 
-    def __init__(self, stun: Any, media: Callable[[bytes, Address], None]) -> None:
+    def __init__(self, stun: Any, media: Callable[[bytes, Address, Any], None]) -> None:
         self.stun = stun
+        self.protocol = stun  # the socket's aioice protocol: what replies go out through
         self.media = media
 
     def datagram_received(self, data: bytes, addr: Any) -> None:
@@ -57,7 +58,7 @@ class _Demux(asyncio.DatagramProtocol):
         if data[0] < 4:  # STUN (RFC 7983)
             self.stun.datagram_received(data, addr)
         else:
-            self.media(data, (addr[0], addr[1]))
+            self.media(data, (addr[0], addr[1]), self.protocol)
 
     def error_received(self, exc: Exception) -> None:
         self.stun.error_received(exc)
@@ -138,7 +139,10 @@ class WebRtcTransport:
         self._closed = False
         self._send: Callable[[bytes, Address], None] | None = None
         self._remote: Address | None = None
-        self._early: list[tuple[bytes, Address]] = []
+        self._early: list[tuple[bytes, Address, Any]] = []
+        # The address the RTP session is told every packet comes from: fixed, so that the
+        # route moving to another validated pair is no change of source to it.
+        self._session_addr: Address | None = None
         self._dtls_timer: asyncio.TimerHandle | None = None
         self._handshake_done: asyncio.Future[None] | None = None
         self._task: asyncio.Task[None] | None = None
@@ -180,7 +184,11 @@ class WebRtcTransport:
                 self._finish("ice_failure")
             return
         self.ready = True
+        log.debug(
+            "WebRTC media up via %s (%s)", self._remote, self.dtls.srtp and self.dtls.srtp.profile
+        )
         assert self._remote is not None
+        self._session_addr = self._remote
         self.rtp.media_up(self._remote)
         self._on_connected()
         # Consent freshness (RFC 7675) runs in aioice; losing it closes the connection.
@@ -222,12 +230,30 @@ class WebRtcTransport:
         pair = self.ice._nominated.get(1)
         if pair is None:
             raise ConnectionError("ICE finished without a nominated pair")
-        self._send = pair.protocol.transport.sendto
-        self._remote = pair.remote_addr
+        self._route(pair.protocol, pair.remote_addr)
         self._flush(self.dtls.start())
         early, self._early = self._early, []
-        for data, addr in early:
-            self._media_received(data, addr)
+        for data, addr, protocol in early:
+            self._media_received(data, addr, protocol)
+
+    def _route(self, protocol: Any, remote: Address) -> None:
+        self._send = protocol.transport.sendto
+        self._remote = remote
+
+    def _follow(self, addr: Address, protocol: Any) -> bool:
+        """Traffic from another address than the route's: move the route there if ICE
+        validated that pair (the browser may use a pair other than the one it nominated
+        first, e.g. IPv6 after IPv4); False for an address ICE never validated."""
+        for pair in self.ice._check_list:
+            if (
+                pair.remote_addr == addr
+                and pair.protocol is protocol
+                and pair.state is aioice.ice.CandidatePair.State.SUCCEEDED
+            ):
+                log.debug("WebRTC media moves to %s", addr)
+                self._route(protocol, addr)
+                return True
+        return False
 
     # ---- trickle ----
 
@@ -245,7 +271,7 @@ class WebRtcTransport:
 
     # ---- datagrams ----
 
-    def _media_received(self, data: bytes, addr: Address) -> None:
+    def _media_received(self, data: bytes, addr: Address, protocol: Any) -> None:
         first = data[0]
         if 127 < first < 192:
             srtp = self.dtls.srtp
@@ -253,20 +279,23 @@ class WebRtcTransport:
                 return
             try:
                 if 191 < data[1] < 224:  # RTCP packet types (RFC 5761 4)
-                    self.rtp._on_rtcp(srtp.inbound.unprotect_rtcp(data), self._remote)
+                    self.rtp._on_rtcp(srtp.inbound.unprotect_rtcp(data), self._session_addr)
                 else:
-                    self.rtp._on_rtp(srtp.inbound.unprotect(data), self._remote)
+                    self.rtp._on_rtp(srtp.inbound.unprotect(data), self._session_addr)
             except pylibsrtp.Error:
                 self.srtp_dropped += 1  # forged, replayed or damaged
+                return
+            if addr != self._remote:  # authenticated, from another validated pair
+                self._follow(addr, protocol)
         elif 19 < first < 64:
-            self._dtls_received(data, addr)
+            self._dtls_received(data, addr, protocol)
 
-    def _dtls_received(self, data: bytes, addr: Address) -> None:
+    def _dtls_received(self, data: bytes, addr: Address, protocol: Any) -> None:
         if self._send is None:
             if len(self._early) < _EARLY_DTLS:
-                self._early.append((data, addr))
+                self._early.append((data, addr, protocol))
             return
-        if addr != self._remote:
+        if addr != self._remote and not self._follow(addr, protocol):
             return
         try:
             out = self.dtls.receive(data)
