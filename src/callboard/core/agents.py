@@ -121,6 +121,9 @@ class AgentAudio:
         """As a room participant: the room's mix minus the agent, at 16 kHz."""
         self._put(pcm.copy(), SAMPLE_RATE)
 
+    def prefer_rate(self, rate: int) -> None:
+        """Always 16 kHz as a participant: the engine converts to the room's rate."""
+
     def _put(self, frame: np.ndarray | None, rate: int) -> None:
         if self.closed:
             return

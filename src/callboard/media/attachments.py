@@ -28,6 +28,12 @@ class MediaEndpoint(Protocol):
 
     def write_frame(self, pcm: np.ndarray) -> None: ...
 
+    def prefer_rate(self, rate: int) -> None:
+        """The engine mixes this endpoint's audio at `rate` (its room's). An endpoint whose
+        codec can code at that rate moves `sample_rate` there, so the engine converts
+        nothing; the others ignore it."""
+        ...
+
 
 class G711Endpoint(MediaEndpoint, Protocol):
     """An endpoint on G.711 whose frames the engine codes in bulk with the other legs'."""

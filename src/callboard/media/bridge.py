@@ -117,3 +117,6 @@ class AudioBridge:
             self.outbound.put_nowait(pcm.astype("<i2").tobytes())
         except asyncio.QueueFull:
             self.too_slow.set()
+
+    def prefer_rate(self, rate: int) -> None:
+        """Always 16 kHz: the engine converts to the room's rate."""

@@ -14,7 +14,7 @@ from av.audio.frame import AudioFrame
 
 from callboard.media import g711
 from callboard.media.g711 import ALAW, ULAW, G711Law
-from callboard.media.opus import OpusCoder, libopus
+from callboard.media.opus import RATES, OpusCoder, libopus
 
 SUPPORTED_CODECS: tuple[str, ...] = ("PCMU", "PCMA", "G722", "opus")
 _BY_LOWER = {name.lower(): name for name in SUPPORTED_CODECS}
@@ -22,10 +22,14 @@ _BY_LOWER = {name.lower(): name for name in SUPPORTED_CODECS}
 # Concealment fades the last good frame to silence over this many 20 ms frames.
 _FADE_FRAMES = 3
 
-OPUS_BITRATE = 32000
-# libopus complexity 5 costs about half of the default 10 per frame with little loss of
-# voice quality at 32 kbit/s; CPU per leg matters more here.
-OPUS_COMPLEXITY = 5
+# What we send as Opus (docs/PERFORMANCE.md has the measurements behind each choice): CELT
+# alone at complexity 1 and 40 kbit/s VBR costs a tenth of SILK at complexity 5 per frame,
+# for the same wideband PESQ on speech; 40 kbit/s is what browsers send for mono voice.
+OPUS_BITRATE = 40000
+OPUS_COMPLEXITY = 1
+# The PyAV fallback keeps libopus's VoIP (SILK) mode, with in-band FEC, at 48 kHz.
+OPUS_FALLBACK_BITRATE = 32000
+OPUS_FALLBACK_COMPLEXITY = 5
 OPUS_EXPECTED_LOSS_PERCENT = 10  # libopus only adds in-band FEC when it expects loss
 
 
@@ -49,18 +53,28 @@ class Codec(ABC):
     delay_ms: float = 0.0
     # Set for G.711: the media engine then codes whole 20 ms frames of many legs at once.
     law: G711Law | None = None
+    # The rates this codec can code at (its audio side; the RTP clock never changes). With
+    # more than one, set_rate moves it to the rate its leg is mixed at.
+    rates: tuple[int, ...] = ()
 
     def __init__(self) -> None:
-        self._frame_samples = self.sample_rate // 50
-        self._last = np.zeros(self._frame_samples, dtype=np.int16)
         self._last_payload: bytes | None = None  # a frame decoded elsewhere (see remember)
         self._misses = 0
+        self._frame_sized()
+
+    def _frame_sized(self) -> None:
+        self._frame_samples = self.sample_rate // 50
+        self._last = np.zeros(self._frame_samples, dtype=np.int16)
         # Linear gain ramps for the successive concealment frames, built once.
         steps = np.linspace(1.0, 0.0, _FADE_FRAMES * self._frame_samples + 1, dtype=np.float32)
         self._fades = [
             steps[i * self._frame_samples : (i + 1) * self._frame_samples]
             for i in range(_FADE_FRAMES)
         ]
+
+    def set_rate(self, rate: int) -> None:
+        """Code at `rate` (one of `rates`) from the next frame on."""
+        raise ValueError(f"{self.name} codes at {self.sample_rate} Hz only")
 
     @abstractmethod
     def encode(self, pcm: np.ndarray) -> bytes:
@@ -217,7 +231,7 @@ class G722Codec(_PyAvCodec):
 
 
 class _OpusFormat(Codec):
-    """What both Opus codecs are on the wire (RFC 7587): 48 kHz mono, 20 ms frames."""
+    """What both Opus codecs are on the wire (RFC 7587): a 48 kHz clock, 20 ms frames."""
 
     name = "opus"
     rtp_clock_rate = 48000
@@ -246,13 +260,13 @@ class PyAvOpusCodec(_OpusFormat, _PyAvCodec):
         self._last_toc: int | None = None
 
     def _configure_encoder(self, ctx: av.AudioCodecContext) -> None:
-        ctx.bit_rate = OPUS_BITRATE
+        ctx.bit_rate = OPUS_FALLBACK_BITRATE
         ctx.options = {
             "application": "voip",
             "frame_duration": "20",
             "fec": "1",
             "packet_loss": str(OPUS_EXPECTED_LOSS_PERCENT),
-            "compression_level": str(OPUS_COMPLEXITY),
+            "compression_level": str(OPUS_FALLBACK_COMPLEXITY),
         }
 
     def _decode(self, payload: bytes) -> np.ndarray:
@@ -276,18 +290,37 @@ class PyAvOpusCodec(_OpusFormat, _PyAvCodec):
 
 
 class OpusCodec(_OpusFormat):
-    """Opus, VoIP mode with in-band FEC, straight through libopus (media/opus.py): about a
-    sixth cheaper per frame than through FFmpeg."""
+    """Opus straight through libopus (media/opus.py), CELT only, at the rate its leg is
+    mixed at: libopus converts to and from 48 kHz itself, so the engine resamples nothing.
+    Starts at 16 kHz, the default mixing rate."""
+
+    rates = RATES
+    sample_rate = 16000
+    delay_ms = 2.5  # CELT's lookahead in restricted low-delay mode
 
     def __init__(self) -> None:
         super().__init__()
-        self._coder = OpusCoder(
-            self.sample_rate,
-            bitrate=OPUS_BITRATE,
-            complexity=OPUS_COMPLEXITY,
-            expected_loss_percent=OPUS_EXPECTED_LOSS_PERCENT,
-        )
+        self._coder = self._new_coder()
         self._heard_any = False
+
+    def _new_coder(self) -> OpusCoder:
+        return OpusCoder(
+            self.sample_rate, bitrate=OPUS_BITRATE, complexity=OPUS_COMPLEXITY, celt_only=True
+        )
+
+    def set_rate(self, rate: int) -> None:
+        if rate not in self.rates:
+            raise ValueError(f"Opus cannot code at {rate} Hz")
+        if rate == self.sample_rate:
+            return
+        # A new encoder and decoder: a leg changes rate only when it moves between rooms of
+        # different rates, and the far end's decoder bridges the seam.
+        self.sample_rate = rate
+        self._frame_sized()
+        self._coder = self._new_coder()
+        self._heard_any = False
+        self._last_payload = None
+        self._misses = 0
 
     def encode(self, pcm: np.ndarray) -> bytes:
         return self._coder.encode(pcm)

@@ -258,6 +258,7 @@ class MediaEngine:
         rate: a fresh seat in the lane of its new rates, and bulk G.711 coding if it is on
         G.711 (and in a lane)."""
         endpoint = media.endpoint
+        endpoint.prefer_rate(media.mix_rate)
         law = endpoint.law
         if (
             endpoint.sample_rate != media.rate

@@ -81,6 +81,15 @@ class RtpReceiver:
             self.reception.change_clock_rate(codec.rtp_clock_rate)
         self._pending = None
 
+    def codec_rate_changed(self) -> None:
+        """The codec now decodes at another rate (Codec.set_rate): frames change size; the
+        packets buffered stay, the audio decoded at the old rate goes."""
+        assert self._codec is not None
+        self._frame_samples = self._codec.sample_rate // 50
+        self._silence = np.zeros(self._frame_samples, dtype=np.int16)
+        self._silence.flags.writeable = False
+        self._pending = None
+
     def set_remote(self, remote: Address, remote_rtcp: Address | None) -> None:
         """The far end's addresses from SDP. A new one may be latched away from again."""
         remote = (remote[0], remote[1])

@@ -124,6 +124,16 @@ class RtpSession:
         self._sender.set_codec(codec)
         self._receiver.set_codec(codec)
 
+    def prefer_rate(self, rate: int) -> None:
+        """The engine mixes this leg at `rate`: a codec that can code at it (Opus) moves
+        there, so nothing is resampled on the way."""
+        codec = self._codec
+        if codec is None or codec.sample_rate == rate or rate not in codec.rates:
+            return
+        codec.set_rate(rate)
+        self.sample_rate = rate
+        self._receiver.codec_rate_changed()
+
     def _update_connected(self) -> None:
         # The sender builds (and numbers) packets only while they can go somewhere.
         self._sender.connected = (

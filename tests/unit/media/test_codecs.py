@@ -10,7 +10,7 @@ EXPECTED = {
     "PCMU": (8000, 8000, 0, 1, 160),
     "PCMA": (8000, 8000, 8, 1, 160),
     "G722": (8000, 16000, 9, 1, 160),
-    "opus": (48000, 48000, None, 2, 960),
+    "opus": (48000, 16000, None, 2, 960),  # codes at its mix rate; starts at 16 kHz
 }
 
 
@@ -100,10 +100,37 @@ def test_g711_decodes_any_ptime() -> None:
 
 def test_opus_packet_size_matches_bitrate() -> None:
     encoder = create_codec("opus")
-    signal = tone(440.0, 48000, 960 * 50)
-    sizes = [len(encoder.encode(signal[i * 960 : (i + 1) * 960])) for i in range(50)]
-    # 32 kbit/s at 20 ms is 80 bytes per packet on average.
-    assert 50 <= np.mean(sizes[10:]) <= 110
+    n = encoder.sample_rate // 50
+    signal = tone(440.0, encoder.sample_rate, n * 50)
+    sizes = [len(encoder.encode(signal[i * n : (i + 1) * n])) for i in range(50)]
+    # 40 kbit/s at 20 ms is 100 bytes per packet on average.
+    assert 70 <= np.mean(sizes[10:]) <= 130
+
+
+@pytest.mark.parametrize("rate", [8000, 12000, 16000, 24000, 48000])
+def test_opus_codes_at_the_rate_it_is_set_to(rate: int) -> None:
+    encoder, decoder = create_codec("opus"), create_codec("opus")
+    assert rate in encoder.rates
+    encoder.set_rate(rate)
+    decoder.set_rate(rate)
+    n = rate // 50
+    signal = tone(1000.0, rate, n * 25, amplitude=8000.0)
+    decoded = np.concatenate(
+        [decoder.decode(encoder.encode(signal[i * n : (i + 1) * n])) for i in range(25)]
+    )
+    assert len(decoded) == len(signal)
+    assert encoder.timestamp_step() == 960  # the RTP clock stays at 48 kHz
+    assert abs(peak_frequency(decoded[-n * 10 :], rate) - 1000.0) < 10.0
+    assert abs(db(rms(decoded[-n * 10 :]) / rms(signal))) < 1.0
+    assert len(decoder.conceal()) == n
+
+
+def test_codecs_of_one_rate_refuse_another() -> None:
+    for name in ("PCMU", "PCMA", "G722"):
+        with pytest.raises(ValueError):
+            create_codec(name).set_rate(48000)
+    with pytest.raises(ValueError):
+        create_codec("opus").set_rate(44100)
 
 
 @pytest.mark.parametrize("name", ["PCMU", "PCMA", "G722"])
@@ -124,14 +151,16 @@ def test_concealment_fades_the_last_frame_out(name: str) -> None:
 
 def test_opus_concealment_uses_decoder_plc() -> None:
     encoder, decoder = create_codec("opus"), create_codec("opus")
-    signal = tone(1000.0, 48000, 960 * 20)
+    rate = encoder.sample_rate
+    n = rate // 50
+    signal = tone(1000.0, rate, n * 20)
     for i in range(20):
-        decoder.decode(encoder.encode(signal[i * 960 : (i + 1) * 960]))
+        decoder.decode(encoder.encode(signal[i * n : (i + 1) * n]))
     concealed = decoder.conceal()
-    assert len(concealed) == 960
+    assert len(concealed) == n
     assert rms(concealed) > 0.2 * rms(signal)
     # PLC extrapolates the tone (unlike a fade of a repeated frame, it keeps the pitch).
-    assert abs(peak_frequency(concealed, 48000) - 1000.0) < 30.0
+    assert abs(peak_frequency(concealed, rate) - 1000.0) < 60.0
     later = [rms(decoder.conceal()) for _ in range(4)]
     assert later[-1] < rms(concealed)
 
@@ -148,6 +177,7 @@ def test_opus_through_libopus_and_through_ffmpeg_understand_each_other() -> None
     from callboard.media.codecs import OpusCodec, PyAvOpusCodec
 
     direct, fallback = OpusCodec(), PyAvOpusCodec()
+    direct.set_rate(48000)  # the fallback codes at 48 kHz only
     signal = tone(700.0, 48000, 960 * 25)
     frames = [signal[i * 960 : (i + 1) * 960] for i in range(25)]
     one = np.concatenate([fallback.decode(direct.encode(f)) for f in frames])

@@ -29,6 +29,9 @@ class FakeEndpoint:
     def write_frame(self, pcm: np.ndarray) -> None:
         self.written.append(pcm.copy())
 
+    def prefer_rate(self, rate: int) -> None:
+        self.preferred = rate  # a fixed-rate codec's endpoint stays where it is
+
     def heard(self, start: int = SETTLE) -> np.ndarray:
         return np.concatenate(self.written[start:])
 
@@ -391,6 +394,45 @@ def test_moving_to_a_room_of_another_rate_follows_it() -> None:
     assert tap.rates == [8000] * 30 + [48000] * 60
     assert [len(c[1]) for c in tap.calls] == [160] * 30 + [960] * 60  # type: ignore[arg-type]
     assert sorted(engine._lanes) == [(16000, 48000)]  # the emptied (16000, 8000) lane is gone
+
+
+class FollowingEndpoint(FakeEndpoint):
+    """An endpoint whose codec codes at any rate (Opus): it moves to its mix rate, and its
+    queued frames are generated at whatever rate it is at when the clock reads them."""
+
+    def __init__(self, freq: float) -> None:
+        super().__init__(16000)
+        self.freq = freq
+        self.read = 0
+
+    def read_frame(self) -> np.ndarray | None:
+        self.read += 1
+        return tone_frames(self.freq, self.sample_rate, 1, start=self.read)[0]
+
+    def prefer_rate(self, rate: int) -> None:
+        self.sample_rate = rate
+
+
+def test_an_endpoint_that_can_follows_its_mix_rate_and_nothing_is_resampled() -> None:
+    engine = MediaEngine()
+    engine.room("eight", 8000)
+    engine.room("wide", 48000)
+    follower = FollowingEndpoint(1000.0)
+    wide = FakeEndpoint(48000, tone_frames(1700.0, 48000, 90))
+    eight = FakeEndpoint(8000, tone_frames(600.0, 8000, 90))
+    legs = _room(engine, "wide", follower=follower, wide=wide)
+    _room(engine, "eight", eight=eight)
+    _run(engine, 30)
+    assert follower.sample_rate == 48000
+    assert legs["follower"].seat is None  # no lane: the codec itself is at 48 kHz
+    engine.join_room(legs["follower"], "eight")
+    _run(engine, 60)
+    assert follower.sample_rate == 8000
+    assert legs["follower"].seat is None
+    assert_hears(follower.written[SETTLE:30], 48000, [1700.0], silent=[1000.0, 600.0])
+    assert_hears(follower.written[30 + SETTLE :], 8000, [600.0], silent=[1000.0])
+    assert_hears(wide.written[SETTLE:30], 48000, [1000.0], silent=[1700.0])
+    assert_hears(eight.written[30 + SETTLE :], 8000, [1000.0], silent=[600.0])
 
 
 def test_room_taps_are_fed_at_the_rooms_rate() -> None:

@@ -57,6 +57,9 @@ class _Endpoint:
     def write_frame(self, pcm: np.ndarray) -> None:
         pass
 
+    def prefer_rate(self, rate: int) -> None:
+        pass
+
 
 class _Tone:
     """A FrameSource: what the leg is sent."""

@@ -112,13 +112,40 @@ async def exchange_tone(a: RtpSession, b: RtpSession, count: int = 50) -> list[n
     return received
 
 
+async def test_an_opus_session_moves_to_the_rate_it_is_mixed_at(ports: PortAllocator) -> None:
+    a, b = await session_pair(ports, "opus")
+    try:
+        await exchange_tone(a, b, 20)
+        for session in (a, b):
+            session.prefer_rate(48000)  # both legs moved into a 48 kHz room
+            assert session.sample_rate == 48000
+        received = [f for f in await exchange_tone(a, b) if f is not None]
+        assert all(f.shape == (960,) for f in received)
+        settled = np.concatenate(received[10:])
+        assert abs(peak_frequency(settled, 48000) - 1000.0) < 2.0
+        assert b.stats.packets_lost == 0
+    finally:
+        a.close()
+        b.close()
+
+
+async def test_a_g711_session_stays_at_8_khz(ports: PortAllocator) -> None:
+    a, b = await session_pair(ports, "PCMU")
+    try:
+        a.prefer_rate(16000)
+        assert a.sample_rate == 8000
+    finally:
+        a.close()
+        b.close()
+
+
 @pytest.mark.parametrize("codec", list(PAYLOAD_TYPES))
 async def test_tone_between_two_sessions(ports: PortAllocator, codec: str) -> None:
     a, b = await session_pair(ports, codec)
     try:
         assert b.read_frame() is None  # nothing has arrived yet
         rate = b.sample_rate
-        assert rate == {"PCMU": 8000, "PCMA": 8000, "G722": 16000, "opus": 48000}[codec]
+        assert rate == {"PCMU": 8000, "PCMA": 8000, "G722": 16000, "opus": 16000}[codec]
         received = await exchange_tone(a, b)
         audio = [f for f in received if f is not None]
         assert len(audio) >= 45
