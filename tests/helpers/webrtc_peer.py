@@ -79,6 +79,7 @@ class WebRtcPeer:
         self.pc: RTCPeerConnection | None = None
         self.leg_id: str | None = None
         self.answer_sdp: str | None = None
+        self.server_candidates: list[str] = []  # as the server trickled them
         self._heard: list[npt.NDArray[np.int16]] = []
         self._heard_lock = threading.Lock()
         self.first_heard_at: float | None = None
@@ -159,6 +160,7 @@ class WebRtcPeer:
         while time.monotonic() < deadline:
             polled = (await client.get(f"/v1/legs/{self.leg_id}/ice-candidates")).json()
             for init in polled["candidates"]:
+                self.server_candidates.append(init["candidate"])
                 candidate = candidate_from_sdp(init["candidate"].split(":", 1)[1])
                 candidate.sdpMid = init.get("sdpMid")
                 candidate.sdpMLineIndex = init.get("sdpMLineIndex")

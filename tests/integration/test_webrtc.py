@@ -4,6 +4,7 @@ hang-up from either side, ICE failure, and bad input."""
 
 from __future__ import annotations
 
+import socket
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -60,6 +61,11 @@ def test_browser_and_phone_hear_each_other_in_a_room(
     assert view["type"] == "webrtc" and view["state"] == "connected"
     assert view["room_id"] == "web"
     joined_at = time.monotonic()
+    # Its host candidates are bound in the RTP port range, like a SIP leg's media.
+    window = hooked_server.rtp_window
+    host_ports = _host_candidate_ports(browser.server_candidates)
+    assert host_ports, browser.server_candidates
+    assert all(window.low <= port <= window.high for _, port in host_ports), host_ports
     time.sleep(2.5)
 
     heard = browser.heard(last_s=1.5)
@@ -82,6 +88,37 @@ def test_browser_and_phone_hear_each_other_in_a_room(
     assert quality["mos_score"] > 4.0
     assert hooked_server.api("GET", f"/legs/{leg}").status_code == 404
     hooked_server.api("DELETE", f"/legs/{sip_leg}")
+    _assert_freed(host_ports)
+
+
+def _host_candidate_ports(candidates: list[str]) -> list[tuple[str, int]]:
+    """(address, port) of each host candidate ("candidate:f 1 udp prio ip port typ host")."""
+    out = []
+    for line in candidates:
+        fields = line.split()
+        if len(fields) >= 8 and fields[7] == "host":
+            out.append((fields[4], int(fields[5])))
+    return out
+
+
+def _assert_freed(ports: list[tuple[str, int]]) -> None:
+    """Every socket the leg had is closed: its port can be bound again."""
+    deadline = time.monotonic() + 5
+    busy = ports
+    while busy and time.monotonic() < deadline:
+        busy = [address for address in busy if not _bindable(address)]
+        time.sleep(0.1)
+    assert not busy, f"still bound after the leg ended: {busy}"
+
+
+def _bindable(address: tuple[str, int]) -> bool:
+    family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
+    with socket.socket(family, socket.SOCK_DGRAM) as sock:
+        try:
+            sock.bind(address)
+        except OSError:
+            return False
+    return True
 
 
 def test_candidates_in_the_offer_and_hang_up_from_the_api(

@@ -93,7 +93,7 @@ class CallService:
         )
         # Leg construction lives beside each transport.
         self.sip = SipLegs(self, ua, settings, register=self._register, spawn=self._spawn)
-        self.webrtc = WebRtcLegs(self, settings, register=self._register)
+        self.webrtc = WebRtcLegs(self, settings, self.sip.ports, register=self._register)
         metrics.set_gauge_sources(lambda: len(self.legs), lambda: len(self.rooms.rooms))
 
     # ---- lifecycle ----

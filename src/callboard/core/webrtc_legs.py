@@ -15,6 +15,7 @@ from callboard.core.errors import BadRequest
 from callboard.core.leg import Leg, LegHost
 from callboard.core.webrtc_leg import WebRtcLeg
 from callboard.events.webhooks import WebhookTarget
+from callboard.rtp.ports import PortAllocator
 from callboard.webrtc.dtls import certificate
 from callboard.webrtc.offer import LocalParameters, OfferError, build_answer, parse_offer
 from callboard.webrtc.transport import IceConfig, WebRtcRtpSession, WebRtcTransport, parse_candidate
@@ -28,10 +29,16 @@ class WebRtcLegs:
     """Creates WebRTC legs and hands each to `register` (the service's leg registry)."""
 
     def __init__(
-        self, host: LegHost, settings: Settings, *, register: Callable[[Leg], None]
+        self,
+        host: LegHost,
+        settings: Settings,
+        ports: PortAllocator,
+        *,
+        register: Callable[[Leg], None],
     ) -> None:
         self.host = host
         self.settings = settings
+        self.ports = ports  # the SIP legs' RTP port range: host candidates are bound in it
         self.ice = ice_config(settings)
         self._register = register
 
@@ -76,6 +83,7 @@ class WebRtcLegs:
             offer,
             rtp,
             self.ice,
+            self.ports,
             on_connected=leg.media_connected,
             on_closed=leg.release,
         )

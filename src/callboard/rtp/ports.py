@@ -20,6 +20,15 @@ class BoundPair(NamedTuple):
     rtp_socket: socket.socket
 
 
+class BoundSocket(NamedTuple):
+    """One socket (RTCP multiplexed on it, as WebRTC does) and its transport's protocol."""
+
+    port: int
+    transport: asyncio.DatagramTransport
+    protocol: asyncio.DatagramProtocol
+    socket: socket.socket
+
+
 def _bound_socket(ip: str, port: int) -> socket.socket:
     family = socket.AF_INET6 if ":" in ip else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_DGRAM)
@@ -95,4 +104,24 @@ class PortAllocator:
                     continue
                 raise
             return BoundPair(port, transports[0], transports[1], sockets[0])
+        raise OSError("no free RTP ports")
+
+    async def bind_one(self, ip: str, factory: DatagramFactory) -> BoundSocket:
+        """One socket on the next free even port (its pair's odd port stays unused), for
+        media that multiplexes RTCP; ports some other process holds are skipped."""
+        loop = asyncio.get_running_loop()
+        for _ in range(self._count):
+            port = self.reserve()
+            try:
+                sock = _bound_socket(ip, port)
+            except OSError:
+                self.release(port)
+                continue
+            try:
+                transport, protocol = await loop.create_datagram_endpoint(factory, sock=sock)
+            except BaseException:
+                sock.close()
+                self.release(port)
+                raise
+            return BoundSocket(port, transport, protocol, sock)
         raise OSError("no free RTP ports")

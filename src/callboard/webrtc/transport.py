@@ -23,8 +23,10 @@ from typing import Any
 import aioice
 import pylibsrtp
 
+from callboard.rtp.ports import PortAllocator
 from callboard.rtp.session import RtpSession
 from callboard.webrtc.dtls import DtlsEndpoint, DtlsError, certificate
+from callboard.webrtc.ice import PortRangeConnection
 from callboard.webrtc.offer import WebRtcOffer
 
 log = logging.getLogger(__name__)
@@ -112,11 +114,13 @@ class WebRtcTransport:
         offer: WebRtcOffer,
         rtp: WebRtcRtpSession,
         config: IceConfig,
+        ports: PortAllocator,
         *,
         on_connected: Callable[[], None],
         on_closed: Callable[[str], None],
     ) -> None:
-        self.ice = aioice.Connection(
+        self.ice = PortRangeConnection(
+            ports,
             ice_controlling=False,
             components=1,
             stun_server=config.stun_server,
@@ -137,7 +141,7 @@ class WebRtcTransport:
         self._on_closed = on_closed
         self.ready = False  # SRTP keys agreed and a pair nominated
         self._closed = False
-        self._send: Callable[[bytes, Address], None] | None = None
+        self._send: Callable[[bytes, Address], Any] | None = None
         self._remote: Address | None = None
         self._early: list[tuple[bytes, Address, Any]] = []
         # The address the RTP session is told every packet comes from: fixed, so that the
@@ -237,7 +241,11 @@ class WebRtcTransport:
             self._media_received(data, addr, protocol)
 
     def _route(self, protocol: Any, remote: Address) -> None:
-        self._send = protocol.transport.sendto
+        # A host socket of ours is sent on directly, as RtpSession does (cheaper than the
+        # transport's sendto, and a full buffer drops the packet rather than queue it); a
+        # TURN allocation through its transport.
+        sock = self.ice.sockets.get(protocol)
+        self._send = sock.sendto if sock is not None else protocol.transport.sendto
         self._remote = remote
 
     def _follow(self, addr: Address, protocol: Any) -> bool:

@@ -72,3 +72,23 @@ async def test_bind_pair_exhaustion() -> None:
         rtcp.close()
         ports.release(port)
     assert ports.in_use == 0
+
+
+async def test_bind_one_skips_ports_taken_by_others_and_exhausts() -> None:
+    base = 31200
+    ports = PortAllocator(base, base + 3)  # two even ports
+    blocker = _busy_udp(base)
+    try:
+        bound = await ports.bind_one("127.0.0.1", asyncio.DatagramProtocol)
+        assert bound.port == base + 2
+        assert bound.socket.getsockname()[1] == bound.port
+        assert bound.transport.get_extra_info("sockname")[1] == bound.port
+        assert isinstance(bound.protocol, asyncio.DatagramProtocol)
+        assert ports.in_use == 1  # the busy port was left unreserved
+        with pytest.raises(OSError, match="no free RTP ports"):
+            await ports.bind_one("127.0.0.1", asyncio.DatagramProtocol)
+        bound.transport.close()
+        ports.release(bound.port)
+        assert ports.in_use == 0
+    finally:
+        blocker.close()
