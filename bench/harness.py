@@ -85,7 +85,7 @@ class Instance:
             "RTP_PORT_MIN": str(rtp_low),
             "RTP_PORT_MAX": str(rtp_low + 3999),
             "INSTANCE_ID": name,
-            "LOG_LEVEL": "warning",
+            "LOG_LEVEL": os.environ.get("BENCH_LOG_LEVEL", "warning"),
             **(extra_env or {}),
         }
         # The environment a user has: nothing here tunes the server (no BLAS thread limits;

@@ -64,7 +64,12 @@ def bench_codec(name: str, frames: int) -> tuple[float, float]:
     return decode_us, encode_us
 
 
-async def bench_session(codec: str, frames: int) -> tuple[float, float, float]:
+async def bench_session(
+    codec: str, frames: int, forward: bool = False
+) -> tuple[float, float, float]:
+    """(datagram callback, read_frame, write) in us. With `forward`, the write is what the
+    engine does for a leg that hears one other leg on its codec: that leg's packet sent on
+    (RtpSession.forward) instead of a frame encoded."""
     ports = PortAllocator(45000, 45999)
     rx = RtpSession(bind_ip="127.0.0.1", ports=ports)
     tx_peer = RtpSession(bind_ip="127.0.0.1", ports=ports)
@@ -101,7 +106,12 @@ async def bench_session(codec: str, frames: int) -> tuple[float, float, float]:
             t1 = time.perf_counter()
             frame = rx.read_frame()
             t2 = time.perf_counter()
-            rx.write_frame(pcm)
+            if forward:
+                payload = rx.last_payload
+                assert payload is not None
+                rx.forward(payload)
+            else:
+                rx.write_frame(pcm)
             t3 = time.perf_counter()
             t_receive += t1 - t0
             t_read += t2 - t1
@@ -147,12 +157,15 @@ def main() -> None:
             f"resample+encode {encode_us:7.1f} us/frame"
         )
     print("== RtpSession, per packet / frame ==")
-    for codec in SUPPORTED_CODECS:
-        receive, read, write = asyncio.run(bench_session(codec, args.frames))
+    runs = [(codec, False) for codec in SUPPORTED_CODECS] + [("G722", True), ("opus", True)]
+    for codec, forward in runs:
+        receive, read, write = asyncio.run(bench_session(codec, args.frames, forward))
         leg_second = 50 * (receive + read + write)
+        label = f"{codec}, forwarded" if forward else codec
+        what = "forward" if forward else "write_frame"
         print(
-            f"{codec:5s} datagram callback {receive:5.1f} us   read_frame {read:6.1f} us   "
-            f"write_frame (incl. sendto) {write:6.1f} us   => {leg_second:6.0f} us per leg-second"
+            f"{label:15s} datagram callback {receive:5.1f} us   read_frame {read:6.1f} us   "
+            f"{what} (incl. sendto) {write:6.1f} us   => {leg_second:6.0f} us per leg-second"
         )
 
 

@@ -19,6 +19,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -30,7 +31,8 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def browsers(base_url: str, legs: int, codec: str, hold_s: float) -> None:
-    """The child process: `legs` aiortc peers, two per room, kept up for hold_s."""
+    """The child process: `legs` aiortc peers, two per room, kept up until the parent closes
+    our stdin (or hold_s passes, should the parent be gone)."""
     from tests.helpers.webrtc_peer import WebRtcPeer
 
     peers = []
@@ -39,7 +41,9 @@ def browsers(base_url: str, legs: int, codec: str, hold_s: float) -> None:
         peer.connect(room_id=f"bench-{index // 2}")
         peers.append(peer)
     print("ready", flush=True)
-    time.sleep(hold_s)
+    done = threading.Thread(target=sys.stdin.read, daemon=True)
+    done.start()
+    done.join(hold_s)
     for peer in peers:
         peer.close()
 
@@ -57,7 +61,7 @@ def main() -> None:
         return
 
     server = Instance("bench-webrtc", 30000, cpu=1)
-    hold = args.warmup + args.seconds + 5
+    hold = args.warmup + args.seconds + 60
     child = subprocess.Popen(
         pinned(
             [
@@ -73,6 +77,7 @@ def main() -> None:
             ],
             0,
         ),
+        stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,
         cwd=ROOT,
@@ -96,6 +101,8 @@ def main() -> None:
         metrics = server.metrics()
         legs = server.http.get("/v1/legs").json()
     finally:
+        assert child.stdin is not None
+        child.stdin.close()  # the browsers hang up
         child.wait(timeout=hold + 30)
         server.stop()
     window = t1 - t0

@@ -146,6 +146,7 @@ class Callboard:
         self.engine = MediaEngine()
         self.clock.add_tick_function(self.engine.tick)
         self.metrics.add_media_clock(self.clock.stats)
+        self.metrics.add_forwarding(lambda: self.engine.forwarded)
         self.ua = SipUserAgent(
             listen_ip=settings.sip_listen_ip,
             advertised_ip=settings.sip_bind_ip,

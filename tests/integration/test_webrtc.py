@@ -121,6 +121,29 @@ def _bindable(address: tuple[str, int]) -> bool:
     return True
 
 
+def test_two_browsers_on_opus_hear_each_other_through_forwarded_packets(
+    hooked_server: ServerProcess,
+    webhook_receiver: WebhookReceiver,
+    peers: Callable[..., WebRtcPeer],
+) -> None:
+    one = peers(hooked_server, sine_hz=BROWSER_HZ)
+    other = peers(hooked_server, sine_hz=PHONE_HZ)
+    for peer in (one, other):
+        leg = peer.connect(room_id="pair", trickle=True)
+        webhook_receiver.wait_for("leg.joined_room", leg_id=leg, room_id="pair", timeout=20)
+    time.sleep(2.5)
+    for peer, own, far in ((one, BROWSER_HZ, PHONE_HZ), (other, PHONE_HZ, BROWSER_HZ)):
+        heard = peer.heard(last_s=1.5)
+        assert heard.size >= RATE
+        bands = _bands(heard, RATE)
+        assert bands[far] > -30, f"not heard: {bands}"
+        assert bands[far] - bands[own] > 20, f"hears itself: {bands}"
+    # Each was sent the other's packets as they came, not our re-encoding of them.
+    metrics = hooked_server.api("GET", "/metrics").text.splitlines()
+    line = next(x for x in metrics if x.startswith("callboard_media_frames_forwarded "))
+    assert float(line.split()[1]) > 150, line
+
+
 def test_candidates_in_the_offer_and_hang_up_from_the_api(
     hooked_server: ServerProcess,
     webhook_receiver: WebhookReceiver,

@@ -92,6 +92,7 @@ class AgentAudio:
 
     sample_rate = SAMPLE_RATE  # as a room participant: the engine converts to the room's rate
     law = None
+    forward_key = None
 
     def __init__(self, pump: HeardPump | None = None) -> None:
         self.speech = StreamedSource(SPEECH_BUFFER_MS)

@@ -116,6 +116,15 @@ class Metrics:
             registry=self.registry,
         ).set_function(lambda: stats.skipped)
 
+    def add_forwarding(self, frames: Callable[[], int]) -> None:
+        """Frames sent on as the one other leg's packets instead of re-encoded (read at
+        scrape from the media engine's counter)."""
+        Gauge(
+            "callboard_media_frames_forwarded",
+            "Frames a leg was sent as the packet of the one leg it hears, not re-encoded",
+            registry=self.registry,
+        ).set_function(frames)
+
     def set_gauge_sources(
         self, active_legs: Callable[[], int], active_rooms: Callable[[], int]
     ) -> None:

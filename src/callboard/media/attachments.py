@@ -34,6 +34,27 @@ class MediaEndpoint(Protocol):
         nothing; the others ignore it."""
         ...
 
+    @property
+    def forward_key(self) -> str | None:
+        """Set (the codec's name) on an endpoint whose packets another endpoint with the
+        same key can send on as they are: then it is a ForwardingEndpoint too."""
+        ...
+
+
+class ForwardingEndpoint(MediaEndpoint, Protocol):
+    """An endpoint that can pass packets to and from another on the same codec, so that a
+    leg that hears exactly one other leg is sent that leg's packets, not re-encoded."""
+
+    @property
+    def last_payload(self) -> bytes | None:
+        """The packet this tick's read_frame was decoded from, when it was exactly one
+        whole frame of it; else None."""
+        ...
+
+    def forward(self, payload: bytes) -> None:
+        """write_frame for another endpoint's `last_payload` with the same forward_key."""
+        ...
+
 
 class G711Endpoint(MediaEndpoint, Protocol):
     """An endpoint on G.711 whose frames the engine codes in bulk with the other legs'."""

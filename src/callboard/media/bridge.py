@@ -89,6 +89,7 @@ class AudioBridge:
 
     sample_rate = SAMPLE_RATE
     law = None  # frames travel as PCM
+    forward_key = None
 
     def __init__(self, bridge_id: str, inbound: InputPolicy | None = None) -> None:
         self.id = bridge_id

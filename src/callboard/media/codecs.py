@@ -76,6 +76,11 @@ class Codec(ABC):
         """Code at `rate` (one of `rates`) from the next frame on."""
         raise ValueError(f"{self.name} codes at {self.sample_rate} Hz only")
 
+    def reset_encoder(self) -> None:
+        """The encoder resumes after the far end was sent another encoder's packets (see
+        RtpSession.forward): a stateful codec starts afresh rather than from old history."""
+        return  # G.711 and G.722's FFmpeg encoder keep nothing worth forgetting
+
     @abstractmethod
     def encode(self, pcm: np.ndarray) -> bytes:
         """Encode one 20 ms frame of int16 mono at sample_rate."""
@@ -324,6 +329,9 @@ class OpusCodec(_OpusFormat):
 
     def encode(self, pcm: np.ndarray) -> bytes:
         return self._coder.encode(pcm)
+
+    def reset_encoder(self) -> None:
+        self._coder.reset_encoder()
 
     def _decode(self, payload: bytes) -> np.ndarray:
         pcm = self._coder.decode(payload)

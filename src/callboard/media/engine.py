@@ -23,6 +23,7 @@ import numpy as np
 from callboard.media.attachments import (
     Analyser,
     AttachmentHandle,
+    ForwardingEndpoint,
     FrameSource,
     G711Endpoint,
     LegTap,
@@ -228,6 +229,7 @@ class MediaEngine:
         self._legs: dict[str, LegMedia] = {}
         self._rooms: dict[str, RoomMedia] = {}
         self._layout_dirty = True
+        self.forwarded = 0  # frames sent as another leg's packet (see _forwardable)
         self._voiced: dict[str, LegMedia] = {}  # legs that were given a voice (add_leg_voice)
         self._groups: dict[int, _MixGroup] = {}  # mix rate -> its rooms with members
         # (endpoint rate, mix rate) -> the lane converting between them
@@ -410,7 +412,29 @@ class MediaEngine:
                 member.room_out = row
 
     @staticmethod
+    def _forwardable(media: LegMedia) -> bytes | None:
+        """The packet `media` can be sent as it is, instead of its heard frame encoded: it
+        is in a room with one other leg on the same codec, whose whole packet is exactly
+        what it hears this tick (nothing else plays, neither is muted/deaf). Transcoding
+        nothing costs nothing and loses nothing."""
+        room = media.room
+        if room is None or len(room.members) != 2 or media.deaf or media.sources:
+            return None
+        first, second = room.members
+        other = second if first is media else first
+        if (
+            other.muted
+            or room.sources
+            or media.voices
+            or other.voices
+            or other.endpoint.forward_key != media.endpoint.forward_key
+        ):
+            return None
+        return cast("ForwardingEndpoint", other.endpoint).last_payload
+
+    @staticmethod
     def _tap_leg(media: LegMedia, heard: np.ndarray) -> None:
+
         for tap in list(media.taps):
             try:
                 tap.feed(media.last_in, heard, media.mix_rate)
@@ -503,7 +527,12 @@ class MediaEngine:
                 self._tap_leg(media, heard)
             seat = media.seat
             if seat is None:
-                media.endpoint.write_frame(heard)
+                payload = self._forwardable(media) if media.endpoint.forward_key else None
+                if payload is None:
+                    media.endpoint.write_frame(heard)
+                else:
+                    cast("ForwardingEndpoint", media.endpoint).forward(payload)
+                    self.forwarded += 1
             else:
                 seat.lane.to_send[seat.row] = heard
         for lane in lanes:

@@ -23,6 +23,7 @@ _SET_COMPLEXITY = 4010
 _SET_INBAND_FEC = 4012
 _SET_PACKET_LOSS_PERC = 4014
 _SET_SIGNAL = 4024
+_RESET_STATE = 4028
 _SIGNAL_VOICE = 3001
 _MAX_PACKET = 1500
 _MAX_FRAME_MS = 120  # the longest packet Opus can carry
@@ -115,6 +116,10 @@ class OpusCoder:
         if size < 0:
             raise OpusError(f"opus_encode failed ({size})")
         return self._packet.raw[:size]
+
+    def reset_encoder(self) -> None:
+        """Forget the encoder's history (the next packet starts afresh)."""
+        self._lib.opus_encoder_ctl(ctypes.c_void_p(self._encoder), _RESET_STATE)
 
     def decode(self, payload: bytes | None) -> np.ndarray:
         """One packet -> int16 at `rate` (a copy); None conceals one frame (libopus PLC)."""

@@ -63,6 +63,9 @@ class RtpReceiver:
         self.foreign_source = 0
         self.latches = 0
         self.concealed = 0
+        # The packet this tick's frame came from whole (see read), and the last decoded one.
+        self.last_payload: bytes | None = None
+        self._decoded_from: bytes | None = None
 
     # --- set-up ------------------------------------------------------------------------
 
@@ -206,7 +209,10 @@ class RtpReceiver:
     def read(self, *, encoded_ok: bool, now: float | None = None) -> np.ndarray | bytes | None:
         """The next 20 ms (int16 at the codec's sample rate; exactly one frame), or None
         before any packet arrived. With encoded_ok, a G.711 payload that is exactly one
-        frame comes back undecoded (bytes). `now` is on the clock `receive` was given."""
+        frame comes back undecoded (bytes). `now` is on the clock `receive` was given.
+        Afterwards `last_payload` is the packet this frame was decoded from, when it was
+        exactly one whole frame of one packet (not concealment, not pieces of several)."""
+        self.last_payload = None
         codec = self._codec
         if self.last_rtp_time is None or codec is None:
             return None
@@ -227,6 +233,7 @@ class RtpReceiver:
             if pcm is None:
                 return self._silence
             if pending is None and len(pcm) == size:
+                self.last_payload = self._decoded_from
                 return pcm
             pending = pcm if pending is None else np.concatenate((pending, pcm))
             if len(pending) >= size:
@@ -242,7 +249,8 @@ class RtpReceiver:
 
     def _decoded(self, codec: Codec, item: PopResult) -> np.ndarray | None:
         """One packet's worth of audio from a jitter buffer item; None while buffering or
-        stalled."""
+        stalled. `_decoded_from` is the payload when it decoded cleanly, else None."""
+        self._decoded_from = None
         if item is None:
             return None
         if item is MISSING:
@@ -256,7 +264,8 @@ class RtpReceiver:
             pcm = codec.decode(item)
         except Exception:
             self.invalid += 1
-            pcm = codec.conceal()
+            return codec.conceal()
         if len(pcm) == 0:
             return None
+        self._decoded_from = item
         return pcm

@@ -74,6 +74,10 @@ class RtpSession:
         # attributes, as the media clock reads them for every leg on every tick.
         self.sample_rate = SAMPLE_RATE
         self.law: G711Law | None = None  # the codec's, when it is G.711
+        # The codec's name when its packets may be forwarded to another leg on the same
+        # codec instead of re-encoded (see forward); G.711 is coded in bulk instead.
+        self.forward_key: str | None = None
+        self._forwarding = False  # the last packet out was a forwarded one
         self._sender = RtpSender()
         self._receiver = RtpReceiver()
         self._reports = RtcpReporter(self._sender.ssrc)
@@ -121,6 +125,7 @@ class RtpSession:
         self._codec = codec
         self.sample_rate = codec.sample_rate
         self.law = codec.law
+        self.forward_key = codec.name if codec.law is None else None
         self._sender.set_codec(codec)
         self._receiver.set_codec(codec)
 
@@ -164,8 +169,18 @@ class RtpSession:
     def _now(self) -> float | None:
         return self._loop.time() if self._loop is not None else None
 
+    @property
+    def last_payload(self) -> bytes | None:
+        """The packet the frame read_frame gave this tick was decoded from, when it was one
+        whole 20 ms frame of one packet; None otherwise (concealment, pieces, nothing)."""
+        return self._receiver.last_payload
+
     def write_frame(self, pcm: np.ndarray) -> None:
         """Send one 20 ms frame (int16 at sample_rate), or the DTMF packet due in this tick."""
+        if self._forwarding:
+            self._forwarding = False
+            assert self._codec is not None
+            self._codec.reset_encoder()
         packet = self._sender.frame_packet(pcm)
         if packet is not None:
             self._transmit(packet)
@@ -175,6 +190,12 @@ class RtpSession:
         packet = self._sender.encoded_packet(payload)
         if packet is not None:
             self._transmit(packet)
+
+    def forward(self, payload: bytes) -> None:
+        """write_frame for a frame that is another leg's packet on the same codec (its
+        `last_payload`), sent on unchanged: what this leg hears is exactly that leg."""
+        self._forwarding = True
+        self.write_encoded(payload)
 
     def _transmit(self, packet: bytes) -> None:
         remote = self._receiver.remote

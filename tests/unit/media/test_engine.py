@@ -17,6 +17,7 @@ class FakeEndpoint:
     """Gives queued frames (None once they run out) and keeps copies of what it hears."""
 
     law = None  # plain PCM, not a G.711 endpoint that the engine would code in bulk
+    forward_key: str | None = None  # nor one whose packets could be forwarded
 
     def __init__(self, sample_rate: int, frames: list[np.ndarray | None] | None = None) -> None:
         self.sample_rate = sample_rate
@@ -433,6 +434,78 @@ def test_an_endpoint_that_can_follows_its_mix_rate_and_nothing_is_resampled() ->
     assert_hears(follower.written[30 + SETTLE :], 8000, [600.0], silent=[1000.0])
     assert_hears(wide.written[SETTLE:30], 48000, [1000.0], silent=[1700.0])
     assert_hears(eight.written[30 + SETTLE :], 8000, [1000.0], silent=[600.0])
+
+
+class PacketEndpoint(FakeEndpoint):
+    """An endpoint on a codec whose packets can be forwarded: each frame read comes with a
+    packet (its index as bytes) unless `lost`; keeps what was forwarded to it, by tick."""
+
+    def __init__(self, name: str, freq: float, key: str = "opus") -> None:
+        super().__init__(16000)
+        self.forward_key = key
+        self.name = name
+        self.freq = freq
+        self.ticks = 0
+        self.lost: set[int] = set()
+        self.last_payload: bytes | None = None
+        self.forwarded: dict[int, bytes] = {}
+        self.encoded: list[int] = []  # ticks whose heard frame was written (to encode)
+
+    def read_frame(self) -> np.ndarray | None:
+        self.ticks += 1
+        tick = self.ticks
+        self.last_payload = None if tick in self.lost else f"{self.name}{tick}".encode()
+        return tone_frames(self.freq, 16000, 1, start=tick)[0]
+
+    def write_frame(self, pcm: np.ndarray) -> None:
+        super().write_frame(pcm)
+        self.encoded.append(self.ticks)
+
+    def forward(self, payload: bytes) -> None:
+        self.forwarded[self.ticks] = payload
+
+
+def test_a_leg_that_hears_one_other_on_its_codec_is_sent_its_packets() -> None:
+    engine = MediaEngine()
+    a, b = PacketEndpoint("a", 700.0), PacketEndpoint("b", 1100.0)
+    legs = _room(engine, "call", a=a, b=b)
+    b.lost = {5}
+    _run(engine, 10)
+    assert a.forwarded == {t: f"b{t}".encode() for t in range(1, 11) if t != 5}
+    assert a.encoded == [5]  # a loss is concealed and encoded instead
+    assert b.forwarded == {t: f"a{t}".encode() for t in range(1, 11)}
+    assert engine.forwarded == 19
+    # What a leg hears is still computed for its taps and analysers: the other's audio.
+    tap = Recorder()
+    engine.add_leg_tap("a", tap)
+    _run(engine, 1)
+    heard = tap.calls[-1][1]
+    assert heard is not None
+    assert abs(peak_frequency(np.asarray(heard), 16000) - 1100.0) < 60.0
+    # Anything else in what it hears, and it is encoded again.
+    for change in ("mute", "deaf", "third", "source"):
+        engine2 = MediaEngine()
+        a2, b2 = PacketEndpoint("a", 700.0), PacketEndpoint("b", 1100.0)
+        legs = _room(engine2, "call", a=a2, b=b2)
+        if change == "mute":
+            legs["b"].muted = True
+        elif change == "deaf":
+            legs["a"].deaf = True
+        elif change == "third":
+            _room(engine2, "call", c=FakeEndpoint(16000, tone_frames(300.0, 16000, 5)))
+        else:
+            engine2.room("call").sources.append(_Source(300.0, 5))
+        _run(engine2, 3)
+        assert a2.forwarded == {} and a2.encoded == [1, 2, 3], change
+
+
+def test_legs_on_different_codecs_are_not_forwarded_to_each_other() -> None:
+    engine = MediaEngine()
+    a, b = PacketEndpoint("a", 700.0, key="opus"), PacketEndpoint("b", 1100.0, key="G722")
+    _room(engine, "call", a=a, b=b)
+    _run(engine, 3)
+    assert a.forwarded == b.forwarded == {}
+    assert a.encoded == b.encoded == [1, 2, 3]
 
 
 def test_room_taps_are_fed_at_the_rooms_rate() -> None:

@@ -46,6 +46,7 @@ class _Endpoint:
     """A leg's transport as the engine sees it: gives a tone, keeps nothing."""
 
     law = None
+    forward_key = None
 
     def __init__(self, rate: int, frames: list[np.ndarray]) -> None:
         self.sample_rate = rate

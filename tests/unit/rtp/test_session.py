@@ -129,6 +129,33 @@ async def test_an_opus_session_moves_to_the_rate_it_is_mixed_at(ports: PortAlloc
         b.close()
 
 
+async def test_an_opus_packet_is_forwarded_unchanged(ports: PortAllocator) -> None:
+    a, b = await session_pair(ports, "opus")
+    try:
+        assert a.forward_key == "opus"
+        payloads: list[bytes | None] = []
+        frames = tone_frames(1000.0, 30, rate=a.sample_rate)
+
+        def tick(i: int) -> None:
+            b.read_frame()
+            payloads.append(b.last_payload)  # what a sent, whole
+            if i < 20:
+                a.write_frame(frames[i])
+            else:
+                a.forward(b"\xfc" + bytes([i]) * 40)  # another encoder's packet, as it is
+            b.write_frame(silence(b.sample_rate))
+
+        await ticks(30, tick)
+        got = [p for p in payloads if p is not None]
+        assert len(got) >= 25
+        forwarded = [p for p in got if p[1:] == bytes([p[1]]) * 40]
+        assert len(forwarded) >= 5 and all(p[0] == 0xFC for p in forwarded)
+        a.write_frame(frames[0])  # encoding again: the encoder starts afresh
+    finally:
+        a.close()
+        b.close()
+
+
 async def test_a_g711_session_stays_at_8_khz(ports: PortAllocator) -> None:
     a, b = await session_pair(ports, "PCMU")
     try:
