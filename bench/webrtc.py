@@ -3,11 +3,12 @@ included, with the codec the browser chose (Opus unless --codec pcmu).
 
 The server runs as users run it (bench/harness.py), pinned to core 1. The browsers are aiortc
 peers (tests/helpers/webrtc_peer.py) in a child process pinned to core 0, each sending a 440 Hz
-tone; they join rooms two by two, so every leg is decoded, mixed and encoded on every tick.
+tone; they join rooms two by two (--per-room): with two on one codec, each is sent the other's
+packets (no encode); with three or more, every leg is decoded, mixed and encoded every tick.
 Server CPU comes from /proc over the window, per leg-second; the clock's p99 lateness from
 /metrics.
 
-    python bench/webrtc.py [--legs 10] [--seconds 20] [--codec opus|pcmu]
+    python bench/webrtc.py [--legs 10] [--seconds 20] [--codec opus|pcmu] [--per-room 2]
 
 Prints one JSON line.
 """
@@ -30,15 +31,15 @@ from bench.harness import Instance, pinned
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def browsers(base_url: str, legs: int, codec: str, hold_s: float) -> None:
-    """The child process: `legs` aiortc peers, two per room, kept up until the parent closes
-    our stdin (or hold_s passes, should the parent be gone)."""
+def browsers(base_url: str, legs: int, codec: str, per_room: int, hold_s: float) -> None:
+    """The child process: `legs` aiortc peers, `per_room` to a room, kept up until the
+    parent closes our stdin (or hold_s passes, should the parent be gone)."""
     from tests.helpers.webrtc_peer import WebRtcPeer
 
     peers = []
     for index in range(legs):
         peer = WebRtcPeer(base_url, sine_hz=440.0 + 20 * index, codec=codec)
-        peer.connect(room_id=f"bench-{index // 2}")
+        peer.connect(room_id=f"bench-{index // per_room}")
         peers.append(peer)
     print("ready", flush=True)
     done = threading.Thread(target=sys.stdin.read, daemon=True)
@@ -54,10 +55,11 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--warmup", type=float, default=3.0)
     parser.add_argument("--codec", choices=("opus", "pcmu"), default="opus")
+    parser.add_argument("--per-room", type=int, default=2)
     parser.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        browsers(args.child[0], args.legs, args.codec, float(args.child[1]))
+        browsers(args.child[0], args.legs, args.codec, args.per_room, float(args.child[1]))
         return
 
     server = Instance("bench-webrtc", 30000, cpu=1)
@@ -71,6 +73,8 @@ def main() -> None:
                 str(args.legs),
                 "--codec",
                 args.codec,
+                "--per-room",
+                str(args.per_room),
                 "--child",
                 server.base_url,
                 str(hold),
@@ -113,6 +117,7 @@ def main() -> None:
             {
                 "legs": args.legs,
                 "codec": args.codec,
+                "per_room": args.per_room,
                 "connected": connected,
                 "seconds": round(window, 1),
                 "server_cpu_us_per_leg_s": round(per_leg, 1),

@@ -22,10 +22,10 @@ _BY_LOWER = {name.lower(): name for name in SUPPORTED_CODECS}
 # Concealment fades the last good frame to silence over this many 20 ms frames.
 _FADE_FRAMES = 3
 
-# What we send as Opus (docs/PERFORMANCE.md has the measurements behind each choice): CELT
-# alone at complexity 1 and 40 kbit/s VBR costs a tenth of SILK at complexity 5 per frame,
-# for the same wideband PESQ on speech; 40 kbit/s is what browsers send for mono voice.
-OPUS_BITRATE = 40000
+# What we send as Opus (bench/opus_settings.py; figures in docs/PERFORMANCE.md): CELT alone at
+# complexity 1 and 48 kbit/s VBR scores the wideband PESQ that VoIP mode (SILK) at complexity 5
+# and 32 kbit/s did, for a fifth of the encode cost per frame.
+OPUS_BITRATE = 48000
 OPUS_COMPLEXITY = 1
 # The PyAV fallback keeps libopus's VoIP (SILK) mode, with in-band FEC, at 48 kHz.
 OPUS_FALLBACK_BITRATE = 32000

@@ -65,8 +65,8 @@ class OpusCoder:
     """An encoder and a decoder for one mono stream at `rate` (one of RATES).
 
     With `celt_only` the encoder uses CELT alone (libopus's restricted low-delay mode): a
-    tenth of SILK's cost per frame here, 2.5 ms of lookahead instead of 6.5, and at 40 kbit/s
-    the same wideband PESQ as SILK at 32 (docs/PERFORMANCE.md); it carries no in-band FEC.
+    fifth of SILK's cost per frame here, 2.5 ms of lookahead instead of 6.5, and at 48 kbit/s
+    the wideband PESQ of SILK at 32 (docs/PERFORMANCE.md); it carries no in-band FEC.
     """
 
     def __init__(
