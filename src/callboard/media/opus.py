@@ -115,7 +115,7 @@ class OpusCoder:
         )
         if size < 0:
             raise OpusError(f"opus_encode failed ({size})")
-        return self._packet.raw[:size]
+        return ctypes.string_at(self._packet, size)  # one copy of the packet alone
 
     def reset_encoder(self) -> None:
         """Forget the encoder's history (the next packet starts afresh)."""
