@@ -581,14 +581,15 @@ async def test_g711_frames_can_travel_encoded(ports: PortAllocator) -> None:
         assert encoded == [p for i, p in enumerate(payloads) if i != 6][: len(encoded)]
         assert len(encoded) >= 7
         concealed = [g for g in arrived if isinstance(g, np.ndarray)]
-        assert len(concealed) == 1  # the lost packet
+        # The lost packet; on a loaded machine a late one may be concealed as well.
+        assert 1 <= len(concealed) <= 2
         # Concealment fades out the frame before the loss, decoded only now.
         before = a.law.decode_table.take(np.frombuffer(payloads[5], np.uint8)).astype(float)
         fade = concealed[0].astype(float)
         assert 0.5 * rms(before) < rms(fade) < rms(before)
         assert np.corrcoef(before, fade)[0, 1] > 0.95
         assert a.stats.packets_sent == 11
-        assert b.stats.concealed == 1
+        assert b.stats.concealed == len(concealed)
     finally:
         a.close()
         b.close()

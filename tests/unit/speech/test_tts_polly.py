@@ -219,8 +219,15 @@ async def test_slow_first_byte_is_transient(standin: PollyStandin) -> None:
     request = TtsRequest(TEXT, voice="Joanna", api_key=KEY)
     try:
         # Warm the client first: creating it loads botocore's models, which is not the
-        # provider being slow.
-        assert_signal(b"".join([c async for c in provider.synthesize(request)]), "Joanna", TEXT)
+        # provider being slow (on a loaded machine that alone can pass 0.5 s: try again).
+        for attempt in range(3):
+            try:
+                audio = b"".join([c async for c in provider.synthesize(request)])
+                break
+            except TtsError:
+                if attempt == 2:
+                    raise
+        assert_signal(audio, "Joanna", TEXT)
         standin.knobs.first_byte_delay = 1.5
         with pytest.raises(TtsError, match=r"no audio within 0\.5 s") as info:
             _ = [c async for c in provider.synthesize(request)]
