@@ -462,7 +462,6 @@ def _drive(
     handle = ca.room("any-room")
     later: dict[str, Callable[[], Any]] = {
         "ring": lambda: leg_b.ring(RingLegRequest()),
-        "amd": lambda: leg_a.start_amd(AMDParams()),
         "transfer": lambda: leg_a.transfer(TransferRequest(target="sip:x@127.0.0.1:9")),
         "rtt": lambda: leg_a.send_rtt(RTTRequest(text="hi")),
         "role": lambda: leg_a.set_role(SetLegRoleRequest(role="agent")),
@@ -485,6 +484,7 @@ def _drive(
     assert spoken.tts_id.startswith("tts-") and spoken.status == "playing"
     assert leg_a.stt(STTRequest(language="en", partial=False)).status == "stt_started"
     assert leg_a.stop_stt().status == "stt_stopped"
+    assert leg_a.start_amd(AMDParams()).status == "started"  # answering-machine detection
     assert ca.get_leg(leg_a.id).state == "connected"  # none of them touched the call
 
     # -- hang-up: a ringing call refused as busy, then the connected call -----------------

@@ -234,7 +234,5 @@ async def test_unavailable_routes_answer_a_readable_501(client: httpx.AsyncClien
             assert response.status_code == 501, (method, url)
             error = response.json()["error"]
             assert re.fullmatch(r".+ (is|are) not available in this version yet", error), error
-    response = await client.post("/v1/legs/leg-1/amd", json={})
-    assert response.json()["error"] == (
-        "answering-machine detection is not available in this version yet"
-    )
+    response = await client.post("/v1/legs/leg-1/transfer", json={})
+    assert response.json()["error"] == "call transfer is not available in this version yet"

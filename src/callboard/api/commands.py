@@ -14,6 +14,7 @@ from callboard.agents.vapi import VapiClient
 from callboard.api.schemas import (
     AddLegRequest,
     AgentMessageRequest,
+    AMDParams,
     CreateLegRequest,
     DeepgramAgentRequest,
     DeleteLegRequest,
@@ -33,11 +34,13 @@ from callboard.api.views import leg_view, room_view
 from callboard.config import Settings
 from callboard.core import playback_requests, tts
 from callboard.core.agents import ClientFactory
-from callboard.core.errors import BadRequest, NotFound, NotSupported
+from callboard.core.errors import BadRequest, Conflict, NotFound
 from callboard.core.leg import LegState, LegType
 from callboard.core.service import CallService
+from callboard.core.sip_leg import SipLeg
 from callboard.core.sip_legs import OutboundRequest
 from callboard.core.speech_choice import no_key
+from callboard.media.amd import AmdParams
 from callboard.sip.call_model import failure_reason
 from callboard.speech.tts.base import TtsProvider, TtsRequest
 from callboard.storage.s3 import S3Target, resolve_s3_target
@@ -134,8 +137,7 @@ class Commands:
         return self.leg_view(leg_id)
 
     async def create_leg(self, body: CreateLegRequest) -> dict[str, Any]:
-        if body.amd is not None:
-            raise NotSupported("amd: answering-machine detection is not available yet")
+        amd = amd_params(body.amd) if body.amd is not None else None
         request = OutboundRequest(
             uri=body.uri,
             from_user=body.from_,
@@ -161,6 +163,8 @@ class Commands:
         ):
             raise BadRequest("webhook_url must be an http:// or https:// URL")
         leg = await self.service.sip.create_outbound(request)
+        if amd is not None:  # before the INVITE goes out: the task that sends it has not run
+            self.service.amd.arm(leg, amd)
         return leg_view(leg, self.instance_id)
 
     def delete_leg(self, leg_id: str, reason: str | None = None) -> dict[str, Any]:
@@ -213,6 +217,16 @@ class Commands:
     def send_leg_dtmf(self, leg_id: str, body: DTMFRequest) -> dict[str, Any]:
         self.service.get_leg(leg_id).send_dtmf(body.digits)
         return self.status("sent")
+
+    def start_amd(self, leg_id: str, body: AMDParams) -> dict[str, Any]:
+        leg = self.service.get_leg(leg_id)
+        if not isinstance(leg, SipLeg):
+            raise BadRequest("answering-machine detection runs on SIP legs only")
+        params = amd_params(body)
+        if leg.state is not LegState.CONNECTED or self.service.engine.get(leg.id) is None:
+            raise Conflict(f"leg is {leg.state.value}, not connected")
+        self.service.amd.start(leg, params)
+        return self.status("started")
 
     def accept_leg_dtmf(self, leg_id: str) -> dict[str, Any]:
         self.service.get_leg(leg_id).accept_dtmf = True
@@ -485,3 +499,21 @@ class Commands:
 
 
 __all__ = ["Commands", "NotFound", "validation_message"]
+
+
+def amd_params(body: AMDParams) -> AmdParams:
+    """The request's AMDParams: zero or negative means the default; the analysis window
+    must hold the initial silence."""
+    given = body.model_dump()
+    defaults = AmdParams()
+    params = AmdParams(
+        **{
+            name: given[name] if given[name] > 0 else getattr(defaults, name)
+            for name in given
+            if name != "beep_timeout"
+        },
+        beep_timeout=max(body.beep_timeout, 0),  # 0 or less: no beep detection
+    )
+    if params.total_analysis_time < params.initial_silence_timeout:
+        raise BadRequest("total_analysis_time must not be shorter than initial_silence_timeout")
+    return params

@@ -14,13 +14,11 @@ router = APIRouter(tags=["not yet available"])
 
 # Capability -> the subject of its 501 message, with the verb agreeing with it.
 _SUBJECTS = {
-    "answering-machine detection": "answering-machine detection is",
     "transfer": "call transfer is",
 }
 
 # (methods, path, capability) for every documented route not served yet.
 LATER_ROUTES: tuple[tuple[tuple[str, ...], str, str], ...] = (
-    (("POST",), "/v1/legs/{leg_id}/amd", "answering-machine detection"),
     (("POST",), "/v1/legs/{leg_id}/transfer", "transfer"),
 )
 

@@ -14,6 +14,7 @@ from callboard.api.schemas import (
     BAD_VOLUME,
     LATER_FIELD_GIVEN,
     RECORDING_FILE_FAILED,
+    AMDParams,
     AnswerLegRequest,
     CreateLegRequest,
     DeleteLegRequest,
@@ -58,7 +59,7 @@ async def list_legs(request: Request) -> list[dict[str, Any]]:
     response_model_exclude_none=True,
     responses=errors(
         (400, "Invalid JSON, bad SIP URI, unknown codec, forbidden header or other bad field"),
-        (501, "amd, or a field of a later VoiceBlender version, was given"),
+        (501, "a field of a later VoiceBlender version was given"),
         (503, "No RTP port available"),
     ),
 )
@@ -175,6 +176,20 @@ async def unhold(leg_id: str, request: Request) -> dict[str, Any]:
 async def send_dtmf(leg_id: str, body: DTMFRequest, request: Request) -> dict[str, Any]:
     """Send DTMF digits (RFC 4733)."""
     return commands(request).send_leg_dtmf(leg_id, body)
+
+
+@router.post(
+    "/{leg_id}/amd",
+    response_model=StatusResponse,
+    responses=errors(
+        (400, "Invalid AMD params or not a SIP leg"),
+        NO_LEG,
+        (409, "Leg is not in connected state, or AMD already runs on it"),
+    ),
+)
+async def start_amd(leg_id: str, body: AMDParams, request: Request) -> dict[str, Any]:
+    """Start answering-machine detection on a connected SIP leg (amd.result, amd.beep)."""
+    return commands(request).start_amd(leg_id, body)
 
 
 @router.post("/{leg_id}/dtmf/accept", response_model=StatusResponse, responses=errors(NO_LEG))

@@ -86,12 +86,14 @@ class SIPAuth(BaseModel):
 
 
 class AMDParams(BaseModel):
-    initial_silence_timeout: StrictInt = Field(2500, ge=0)
-    greeting_duration: StrictInt = Field(1500, ge=0)
-    after_greeting_silence: StrictInt = Field(800, ge=0)
-    total_analysis_time: StrictInt = Field(5000, ge=0)
-    minimum_word_length: StrictInt = Field(100, ge=0)
-    beep_timeout: StrictInt = Field(0, ge=0)
+    """Milliseconds; zero or negative means the default (for beep_timeout: disabled)."""
+
+    initial_silence_timeout: StrictInt = 2500
+    greeting_duration: StrictInt = 1500
+    after_greeting_silence: StrictInt = 800
+    total_analysis_time: StrictInt = 5000
+    minimum_word_length: StrictInt = 100
+    beep_timeout: StrictInt = 0
 
 
 class CreateLegRequest(RefusesLaterFields):

@@ -15,6 +15,7 @@ from typing import Any
 
 from callboard.config import Settings
 from callboard.core.agents import AgentManager
+from callboard.core.amd import AnsweringMachineDetection
 from callboard.core.errors import NotFound
 from callboard.core.leg import Leg, LegState
 from callboard.core.lifecycle import Lifecycle
@@ -80,6 +81,7 @@ class CallService:
         )
         self.ws_participants = WsParticipants(engine, self.rooms, self.lifecycle)
         self.speaking = SpeakingDetection(engine, self.lifecycle)
+        self.amd = AnsweringMachineDetection(engine, self.lifecycle, self.rooms.media_ready)
         self.tts = TtsService(settings)
         self.stt = SttManager(
             engine=engine,
@@ -203,6 +205,7 @@ class CallService:
         """The leg reached early_media or connected: a pending room join happens now, and a
         connected leg gets speaking detection."""
         self.speaking.ensure(leg)
+        self.amd.media_ready(leg)  # a leg armed with AMD joins its room after the verdict
         self.rooms.media_ready(leg)
 
     def hold_changed(self, leg: Leg) -> None:

@@ -140,6 +140,29 @@ class SpeakingStopped(_SpeakingEvent):
     type = "speaking.stopped"
 
 
+# ---- answering-machine detection ----
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AmdResult(LegEvent):
+    type = "amd.result"
+    result: str  # human, machine, no_speech, not_sure
+    initial_silence_ms: int
+    greeting_duration_ms: int
+    total_analysis_ms: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AmdBeep(LegEvent):
+    """The voicemail beep ended `beep_ms` after the machine verdict; or, with `timeout`, none
+    came within `beep_timeout` (`waited_ms`)."""
+
+    type = "amd.beep"
+    beep_ms: int | None = None
+    timeout: bool | None = None
+    waited_ms: int | None = None
+
+
 # ---- playbacks and recordings (of a leg or of a room) ----
 
 
@@ -321,6 +344,8 @@ _EVENT_CLASSES: tuple[type[Event], ...] = (
     DtmfReceived,
     SpeakingStarted,
     SpeakingStopped,
+    AmdResult,
+    AmdBeep,
     PlaybackStarted,
     PlaybackFinished,
     PlaybackError,

@@ -28,8 +28,6 @@ SHARED = LIVE if (LIVE / "API-NOTES.md").exists() else COPY
 # Documented types whose feature is not built: each feature's routes answer 501 today
 # (api/later.py names the capability).
 NOT_BUILT = {
-    "amd.result": "answering-machine detection",
-    "amd.beep": "answering-machine detection",
     "leg.transfer_initiated": "transfer",
     "leg.transfer_requested": "transfer",
     "leg.transfer_progress": "transfer",
@@ -43,6 +41,7 @@ NO_EVENTS_OF_THEIR_OWN: set[str] = set()
 
 # Keys sent today that the API-NOTES table does not list (wire behaviour kept as it is).
 UNDOCUMENTED_KEYS = {
+    "amd.beep": {"timeout", "waited_ms"},  # no beep within beep_timeout (issue 13)
     "leg.disconnected": {"leg_type"},
     "tts.finished": {"reason"},  # why it ended (completed, stopped, hangup, room_deleted)
     # Which provider, and (issue 11) why the session ended and the provider's error.
