@@ -17,10 +17,7 @@ espeak-ng (several voices and speeds) and the Piper voice the local TTS uses.
 
 from __future__ import annotations
 
-import hashlib
-import subprocess
 import tempfile
-import wave
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -30,6 +27,7 @@ import soxr
 from callboard.media import g711
 from callboard.media.amd import AmdDetector, AmdParams, AmdVerdict, BeepFound, BeepTimeout
 from callboard.media.frames import SAMPLE_RATE
+from tests.helpers.speech import espeak
 
 LINE_RATE = 8000
 
@@ -89,19 +87,6 @@ class Scores:
     @property
     def beep_rate(self) -> float:
         return self.beeps_in_time / max(self.beep_clips, 1)
-
-
-def _espeak(text: str, voice: str, speed: int, out: Path) -> np.ndarray:
-    subprocess.run(
-        ["espeak-ng", "-v", voice, "-s", str(speed), "-w", str(out), text],
-        check=True,
-        timeout=60,
-        capture_output=True,
-    )
-    with wave.open(str(out), "rb") as wav:
-        rate = wav.getframerate()
-        data = np.frombuffer(wav.readframes(wav.getnframes()), dtype="<i2")
-    return soxr.resample(data.astype(np.float64) / 32768.0, rate, LINE_RATE)
 
 
 def _piper(texts: tuple[str, ...]) -> list[np.ndarray]:
@@ -194,8 +179,7 @@ def build(
     rng = np.random.default_rng(7)
 
     def spoken(text: str, voice: str, speed: int) -> np.ndarray:
-        key = hashlib.sha1(f"{voice}{speed}{text}".encode()).hexdigest()[:12]
-        return _espeak(text, voice, speed, directory / f"{key}.wav")
+        return espeak(text, LINE_RATE, voice=voice, speed=speed, workdir=directory)
 
     humans = [
         (f"{voice}-{i}", spoken(text, voice, speed))

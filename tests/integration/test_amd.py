@@ -3,7 +3,6 @@ a recorded WAV: a person's "Hello?", a voicemail greeting ending in a beep, and 
 
 from __future__ import annotations
 
-import subprocess
 import time
 import wave
 from collections.abc import Callable
@@ -11,24 +10,17 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import soxr
 
 from tests.helpers.baresip import BaresipFactory
-from tests.helpers.peers import require_binary
 from tests.helpers.server import ServerProcess
+from tests.helpers.speech import espeak
 from tests.helpers.webhooks import WebhookReceiver
 
 RATE = 16000
 
 
 def _speech(tmp_path: Path, text: str, speed: int) -> np.ndarray:
-    out = tmp_path / f"{abs(hash(text))}.wav"
-    espeak = require_binary("espeak-ng")
-    subprocess.run([espeak, "-s", str(speed), "-w", str(out), text], check=True, timeout=30)
-    with wave.open(str(out), "rb") as wav:
-        rate = wav.getframerate()
-        data = np.frombuffer(wav.readframes(wav.getnframes()), dtype="<i2")
-    audio = soxr.resample(data.astype(np.float64) / 32768.0, rate, RATE)
+    audio = espeak(text, RATE, speed=speed, workdir=tmp_path)
     return audio / np.max(np.abs(audio)) * 0.3
 
 

@@ -156,3 +156,24 @@ def test_sipp_over_tcp(
     caller.wait().assert_ok()
     end = hooks.wait_for("leg.disconnected", leg_id=leg_id)
     assert end["cdr"]["reason"] == "remote_bye"
+
+
+def test_an_incoming_refer_is_declined_and_reported(
+    hooked_server: ServerProcess, webhook_receiver: WebhookReceiver, sipp: SippRunner
+) -> None:
+    """SIPp, as a referrer, asks for a blind then an attended transfer: both 603 Decline
+    (auto-dial is not enabled), each reported as leg.transfer_requested; the call goes on."""
+    hooks = webhook_receiver
+    caller = sipp.start("uac_refer_declined", hooked_server.sip_target, timeout=30)
+    leg_id = hooks.wait_for("leg.ringing")["leg_id"]
+    hooked_server.api("POST", f"/legs/{leg_id}/answer")
+    caller.wait().assert_ok()  # it got its two 603s, then hung up
+    requested = hooks.wait_for_count(2, "leg.transfer_requested", leg_id=leg_id)
+    blind, attended = requested[0], requested[1]
+    assert blind["kind"] == "blind" and blind["target"] == "sip:carol@198.51.100.7:5060"
+    assert blind["declined"] is True and "replaces_call_id" not in blind
+    assert attended["kind"] == "attended" and attended["target"] == "sip:dave@198.51.100.8:5060"
+    assert attended["replaces_call_id"] == "other-call@198.51.100.8"
+    assert attended["declined"] is True
+    end = hooks.wait_for("leg.disconnected", leg_id=leg_id)
+    assert end["cdr"]["reason"] == "remote_bye"

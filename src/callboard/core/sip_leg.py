@@ -15,6 +15,7 @@ from callboard.events.types import (
     LegEarlyMedia,
     LegHold,
     LegRinging,
+    LegTransferRequested,
     LegUnhold,
     Quality,
 )
@@ -34,6 +35,9 @@ from callboard.sip.call_events import (
     Ringing,
 )
 from callboard.sip.call_model import SipCallError
+from callboard.sip.errors import SipParseError
+from callboard.sip.message import SipRequest
+from callboard.sip.refer import read_refer
 from callboard.sip.ua import SipCall
 
 if TYPE_CHECKING:
@@ -129,6 +133,8 @@ class SipLeg(Leg):
                 self.dtmf_received(digit)
             case Ended(reason):
                 self.release(self._hangup_requested or reason)
+            case InDialogRequest(request) if request.method == "REFER":
+                self._refer_received(call, request)
             case InDialogRequest(request):
                 # Only methods a feature asked for arrive here (SipCall.handle_in_dialog);
                 # one that nothing answers is refused rather than left to time out.
@@ -136,6 +142,26 @@ class SipLeg(Leg):
                 call.respond(request, 501)
             case RequestAnswered() | RequestFailed():
                 log.debug("leg %s: in-dialog request outcome %s", self.id, event)
+
+    def _refer_received(self, call: SipCall, request: SipRequest) -> None:
+        """The far end asks us to call someone (RFC 3515). Refused: dialing on a peer's word
+        is a toll-fraud risk; the application hears of it and may act itself."""
+        try:
+            refer = read_refer(request)
+        except SipParseError as exc:
+            log.info("leg %s: bad REFER: %s", self.id, exc)
+            call.respond(request, 400)
+            return
+        log.info("leg %s: %s transfer to %s declined", self.id, refer.kind, refer.target_uri)
+        call.respond(request, 603)
+        self.publish(
+            LegTransferRequested(
+                kind=refer.kind,
+                target=refer.target_uri,
+                replaces_call_id=refer.replaces.call_id if refer.replaces else None,
+                declined=True,
+            )
+        )
 
     def _connected(self) -> None:
         loop = asyncio.get_running_loop()

@@ -140,6 +140,21 @@ class SpeakingStopped(_SpeakingEvent):
     type = "speaking.stopped"
 
 
+# ---- transfer ----
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LegTransferRequested(LegEvent):
+    """The far end asked us by REFER to call `target` (attended: replacing its dialog
+    `replaces_call_id`); `declined` when we refused."""
+
+    type = "leg.transfer_requested"
+    kind: str  # blind or attended
+    target: str
+    replaces_call_id: str | None = None
+    declined: bool
+
+
 # ---- answering-machine detection ----
 
 
@@ -346,6 +361,7 @@ _EVENT_CLASSES: tuple[type[Event], ...] = (
     SpeakingStopped,
     AmdResult,
     AmdBeep,
+    LegTransferRequested,
     PlaybackStarted,
     PlaybackFinished,
     PlaybackError,

@@ -29,7 +29,6 @@ SHARED = LIVE if (LIVE / "API-NOTES.md").exists() else COPY
 # (api/later.py names the capability).
 NOT_BUILT = {
     "leg.transfer_initiated": "transfer",
-    "leg.transfer_requested": "transfer",
     "leg.transfer_progress": "transfer",
     "leg.transfer_completed": "transfer",
     "leg.transfer_failed": "transfer",

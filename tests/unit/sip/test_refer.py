@@ -1,0 +1,44 @@
+import pytest
+
+from callboard.sip.errors import SipParseError
+from callboard.sip.message import SipRequest
+from callboard.sip.refer import Replaces, parse_replaces, read_refer
+from callboard.sip.uri import SipUri
+
+
+def _refer(*refer_to: str) -> SipRequest:
+    request = SipRequest("REFER", SipUri.parse("sip:us@127.0.0.1"))
+    for value in refer_to:
+        request.headers.add("Refer-To", value)
+    return request
+
+
+def test_a_blind_refer_names_its_target() -> None:
+    target = read_refer(_refer("<sip:carol@198.51.100.7:5060;transport=udp>"))
+    assert target.kind == "blind"
+    assert target.target_uri == "sip:carol@198.51.100.7:5060;transport=udp"
+    assert target.replaces is None
+    assert read_refer(_refer("sip:carol@example.com")).target_uri == "sip:carol@example.com"
+
+
+def test_an_attended_refer_carries_the_dialog_to_replace() -> None:
+    value = "<sip:dave@h?Replaces=abc%40h%3Bto-tag%3D1%3Bfrom-tag%3D2&Require=replaces>"
+    target = read_refer(_refer(value))
+    assert target.kind == "attended"
+    assert target.target_uri == "sip:dave@h"
+    assert target.replaces == Replaces("abc@h", "1", "2")
+
+
+@pytest.mark.parametrize(
+    "values",
+    [(), ("<sip:a@h>", "<sip:b@h>"), ("not a uri",), ("<sip:a@h?Replaces=only-call-id>",)],
+)
+def test_a_refer_without_one_good_refer_to_is_refused(values: tuple[str, ...]) -> None:
+    with pytest.raises(SipParseError):
+        read_refer(_refer(*values))
+
+
+def test_replaces_needs_both_tags() -> None:
+    assert parse_replaces("x;from-tag=b;to-tag=a") == Replaces("x", "a", "b")
+    with pytest.raises(SipParseError):
+        parse_replaces("x;to-tag=a")
