@@ -36,7 +36,6 @@ from voiceblender import (
     RTTRequest,
     SetLegRoleRequest,
     STTRequest,
-    TransferRequest,
     TTSRequest,
     VolumeRequest,
     VSIError,
@@ -462,7 +461,6 @@ def _drive(
     handle = ca.room("any-room")
     later: dict[str, Callable[[], Any]] = {
         "ring": lambda: leg_b.ring(RingLegRequest()),
-        "transfer": lambda: leg_a.transfer(TransferRequest(target="sip:x@127.0.0.1:9")),
         "rtt": lambda: leg_a.send_rtt(RTTRequest(text="hi")),
         "role": lambda: leg_a.set_role(SetLegRoleRequest(role="agent")),
         "custom data": lambda: leg_a.delete_leg_custom_data(),

@@ -177,3 +177,85 @@ def test_an_incoming_refer_is_declined_and_reported(
     assert attended["declined"] is True
     end = hooks.wait_for("leg.disconnected", leg_id=leg_id)
     assert end["cdr"]["reason"] == "remote_bye"
+
+
+def test_a_blind_transfer_accepted_by_sipp_completes_and_hangs_up(
+    hooked_server: ServerProcess,
+    webhook_receiver: WebhookReceiver,
+    sipp_callee: Callable[..., SippProcess],
+    originate: Callable[..., dict[str, Any]],
+) -> None:
+    hooks = webhook_receiver
+    callee = sipp_callee("uas_refer_accept", rtp_echo=True)
+    leg = originate(hooked_server, callee.uri("bob"), codecs=["PCMU"])["id"]
+    hooks.wait_for("leg.connected", leg_id=leg)
+    api = hooked_server.api
+    assert api("POST", f"/legs/{leg}/transfer", json={"target": "sip:"}).status_code == 400
+    assert api("POST", f"/legs/{leg}/transfer", json={}).status_code == 400
+    assert api("POST", "/legs/nope/transfer", json={"target": "sip:a@h"}).status_code == 404
+    bad = api("POST", f"/legs/{leg}/transfer", json={"target": "sip:a@h", "replaces_leg_id": "x"})
+    assert bad.status_code == 409
+    started = api("POST", f"/legs/{leg}/transfer", json={"target": "sip:carol@198.51.100.7"})
+    assert started.status_code == 202 and started.json()["status"] == "transfer_initiated"
+    initiated = hooks.wait_for("leg.transfer_initiated", leg_id=leg)
+    assert initiated["kind"] == "blind" and initiated["target"] == "sip:carol@198.51.100.7"
+    completed = hooks.wait_for("leg.transfer_completed", leg_id=leg)
+    assert completed["status_code"] == 200
+    progress = [e["status_code"] for e in hooks.events("leg.transfer_progress", leg_id=leg)]
+    assert progress == [100, 200]
+    end = hooks.wait_for("leg.disconnected", leg_id=leg)
+    assert end["cdr"]["reason"] == "transfer_completed"
+    result = callee.wait()
+    result.assert_ok()
+    assert "Refer-To: <sip:carol@198.51.100.7>" in result.messages
+    assert not hooks.events("leg.transfer_failed", leg_id=leg)
+
+
+def test_a_transfer_the_transferee_refuses_fails_and_the_call_goes_on(
+    hooked_server: ServerProcess,
+    webhook_receiver: WebhookReceiver,
+    sipp_callee: Callable[..., SippProcess],
+    originate: Callable[..., dict[str, Any]],
+) -> None:
+    hooks = webhook_receiver
+    callee = sipp_callee("uas_refer_reject", rtp_echo=True)
+    leg = originate(hooked_server, callee.uri("bob"), codecs=["PCMU"])["id"]
+    hooks.wait_for("leg.connected", leg_id=leg)
+    started = hooked_server.api("POST", f"/legs/{leg}/transfer", json={"target": "sip:c@h"})
+    assert started.status_code == 202
+    failed = hooks.wait_for("leg.transfer_failed", leg_id=leg)
+    assert failed["status_code"] == 603
+    assert failed["error"] == "REFER rejected: 603 Decline"
+    assert hooked_server.api("GET", f"/legs/{leg}").json()["state"] == "connected"
+    hooked_server.api("DELETE", f"/legs/{leg}")
+    callee.wait().assert_ok()
+    assert hooks.wait_for("leg.disconnected", leg_id=leg)["cdr"]["reason"] == "api_hangup"
+
+
+def test_an_attended_transfer_replaces_the_other_legs_dialog_and_ends_both(
+    hooked_server: ServerProcess,
+    webhook_receiver: WebhookReceiver,
+    sipp_callee: Callable[..., SippProcess],
+    originate: Callable[..., dict[str, Any]],
+) -> None:
+    hooks = webhook_receiver
+    transferee = sipp_callee("uas_refer_accept", rtp_echo=True)
+    target = sipp_callee("uas_answer", rtp_echo=True)
+    leg = originate(hooked_server, transferee.uri("alice"), codecs=["PCMU"])["id"]
+    other = originate(hooked_server, target.uri("carol"), codecs=["PCMU"])["id"]
+    for each in (leg, other):
+        hooks.wait_for("leg.connected", leg_id=each)
+    body = {"target": target.uri("carol"), "replaces_leg_id": other}
+    assert hooked_server.api("POST", f"/legs/{leg}/transfer", json=body).status_code == 202
+    initiated = hooks.wait_for("leg.transfer_initiated", leg_id=leg)
+    assert initiated["kind"] == "attended" and initiated["replaces_leg_id"] == other
+    hooks.wait_for("leg.transfer_completed", leg_id=leg)
+    for each in (leg, other):
+        end = hooks.wait_for("leg.disconnected", leg_id=each)
+        assert end["cdr"]["reason"] == "transfer_completed"
+    sent = transferee.wait()
+    sent.assert_ok()
+    target.wait().assert_ok()
+    # The Replaces names the other leg's dialog as the target knows it (RFC 3891).
+    refer_to = next(line for line in sent.messages.splitlines() if line.startswith("Refer-To:"))
+    assert "?Replaces=" in refer_to and "%3Bto-tag%3D" in refer_to and "%3Bfrom-tag%3D" in refer_to

@@ -26,6 +26,7 @@ from callboard.api.schemas import (
     RecordingStorage,
     RoomCreateRequest,
     STTRequest,
+    TransferRequest,
     TTSRequest,
     VAPIAgentRequest,
     VolumeRequest,
@@ -42,6 +43,8 @@ from callboard.core.sip_legs import OutboundRequest
 from callboard.core.speech_choice import no_key
 from callboard.media.amd import AmdParams
 from callboard.sip.call_model import failure_reason
+from callboard.sip.errors import SipParseError
+from callboard.sip.uri import SipUri
 from callboard.speech.tts.base import TtsProvider, TtsRequest
 from callboard.storage.s3 import S3Target, resolve_s3_target
 
@@ -217,6 +220,24 @@ class Commands:
     def send_leg_dtmf(self, leg_id: str, body: DTMFRequest) -> dict[str, Any]:
         self.service.get_leg(leg_id).send_dtmf(body.digits)
         return self.status("sent")
+
+    def transfer_leg(self, leg_id: str, body: TransferRequest) -> dict[str, Any]:
+        try:
+            target = SipUri.parse(body.target.strip())
+        except SipParseError:
+            target = None
+        if target is None or not target.host:
+            raise BadRequest(f"target is not a SIP URI: {body.target[:80]!r}")
+        leg = self.service.get_leg(leg_id)
+        _connected_sip_leg(leg, "leg")
+        replaced: SipLeg | None = None
+        if body.replaces_leg_id is not None:
+            other = self.service.legs.get(body.replaces_leg_id)
+            if other is None or other is leg:
+                raise Conflict(f"replaces_leg_id {body.replaces_leg_id!r} is not another leg")
+            replaced = _connected_sip_leg(other, "replaces_leg_id")
+        _connected_sip_leg(leg, "leg").start_transfer(str(target), replaced)
+        return self.status("transfer_initiated")
 
     def start_amd(self, leg_id: str, body: AMDParams) -> dict[str, Any]:
         leg = self.service.get_leg(leg_id)
@@ -517,3 +538,13 @@ def amd_params(body: AMDParams) -> AmdParams:
     if params.total_analysis_time < params.initial_silence_timeout:
         raise BadRequest("total_analysis_time must not be shorter than initial_silence_timeout")
     return params
+
+
+def _connected_sip_leg(leg: Any, what: str) -> SipLeg:
+    """`leg` as a connected, unheld SipLeg; Conflict otherwise (a transfer's rule)."""
+    if not isinstance(leg, SipLeg):
+        raise Conflict(f"{what} is not a SIP leg")
+    if leg.state is not LegState.CONNECTED or leg.held:
+        state = "held" if leg.held else leg.state.value
+        raise Conflict(f"{what} is {state}, not connected")
+    return leg

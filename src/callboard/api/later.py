@@ -13,14 +13,10 @@ from callboard.core.errors import NotSupported
 router = APIRouter(tags=["not yet available"])
 
 # Capability -> the subject of its 501 message, with the verb agreeing with it.
-_SUBJECTS = {
-    "transfer": "call transfer is",
-}
+_SUBJECTS: dict[str, str] = {}  # every documented capability is served today
 
 # (methods, path, capability) for every documented route not served yet.
-LATER_ROUTES: tuple[tuple[tuple[str, ...], str, str], ...] = (
-    (("POST",), "/v1/legs/{leg_id}/transfer", "transfer"),
-)
+LATER_ROUTES: tuple[tuple[tuple[str, ...], str, str], ...] = ()
 
 
 def unavailable_message(capability: str) -> str:

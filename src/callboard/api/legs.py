@@ -28,6 +28,7 @@ from callboard.api.schemas import (
     StatusResponse,
     STTRequest,
     STTResponse,
+    TransferRequest,
     TTSRequest,
     TTSResponse,
     VolumeRequest,
@@ -176,6 +177,22 @@ async def unhold(leg_id: str, request: Request) -> dict[str, Any]:
 async def send_dtmf(leg_id: str, body: DTMFRequest, request: Request) -> dict[str, Any]:
     """Send DTMF digits (RFC 4733)."""
     return commands(request).send_leg_dtmf(leg_id, body)
+
+
+@router.post(
+    "/{leg_id}/transfer",
+    status_code=202,
+    response_model=StatusResponse,
+    responses=errors(
+        (400, "Missing or invalid target URI (including URIs without a host such as sip:)"),
+        NO_LEG,
+        (409, "Leg not connected (or held), not a SIP leg, or replaces_leg_id is invalid"),
+    ),
+)
+async def transfer(leg_id: str, body: TransferRequest, request: Request) -> dict[str, Any]:
+    """Transfer a SIP leg by REFER: 202 once validated; the outcome comes as
+    leg.transfer_initiated / _progress / _completed / _failed events."""
+    return commands(request).transfer_leg(leg_id, body)
 
 
 @router.post(

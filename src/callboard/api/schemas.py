@@ -85,6 +85,13 @@ class SIPAuth(BaseModel):
     password: StrictStr
 
 
+class TransferRequest(BaseModel):
+    target: StrictStr = Field(description='SIP URI to transfer the call to ("sip:bob@example.com")')
+    replaces_leg_id: StrictStr | None = Field(
+        None, description="A connected SIP leg whose dialog the target replaces (attended)"
+    )
+
+
 class AMDParams(BaseModel):
     """Milliseconds; zero or negative means the default (for beep_timeout: disabled)."""
 

@@ -6,10 +6,12 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import TYPE_CHECKING
 
 from callboard.core.errors import BadRequest, Conflict
 from callboard.core.leg import Leg, LegHost, LegState, LegType, rtp_quality
+from callboard.core.sip_transfer import OutgoingTransfer
 from callboard.events.types import (
     LegConnected,
     LegEarlyMedia,
@@ -80,6 +82,7 @@ class SipLeg(Leg):
         self._hangup_requested: str | None = None
         self.held_since: float | None = None
         self._media_lock = asyncio.Lock()  # one RTP bind for concurrent answer requests
+        self.transfer: OutgoingTransfer | None = None  # the last outgoing transfer
 
     def endpoint(self) -> MediaEndpoint | None:
         return self.rtp if self._media_configured else None
@@ -132,16 +135,45 @@ class SipLeg(Leg):
             case DtmfReceived(digit):
                 self.dtmf_received(digit)
             case Ended(reason):
+                if self.transfer is not None:
+                    self.transfer.cancel()
                 self.release(self._hangup_requested or reason)
             case InDialogRequest(request) if request.method == "REFER":
                 self._refer_received(call, request)
+            case InDialogRequest(request) if request.method == "NOTIFY":
+                if self.transfer is None:
+                    call.respond(request, 481)  # no subscription of ours (RFC 6665)
+                else:
+                    self.transfer.notify(request, partial(call.respond, request))
             case InDialogRequest(request):
                 # Only methods a feature asked for arrive here (SipCall.handle_in_dialog);
                 # one that nothing answers is refused rather than left to time out.
                 log.warning("leg %s: unhandled in-dialog %s", self.id, request.method)
                 call.respond(request, 501)
+            case RequestAnswered(key, response) if self._transfer_owns(key):
+                assert self.transfer is not None
+                self.transfer.refer_answered(response)
+            case RequestFailed(key) if self._transfer_owns(key):
+                assert self.transfer is not None
+                self.transfer.refer_failed()
             case RequestAnswered() | RequestFailed():
                 log.debug("leg %s: in-dialog request outcome %s", self.id, event)
+
+    def start_transfer(self, target: str, replaced: SipLeg | None) -> None:
+        """Send a REFER for `target` (attended: replacing `replaced`'s dialog); the outcome
+        comes as events (core/sip_transfer.py). The caller checked the states."""
+        if self.transfer is not None and not self.transfer.finished:
+            raise Conflict("a transfer of this leg is already in progress")
+        call = self.call
+        assert call is not None and call.session.dialog is not None
+        self.transfer = OutgoingTransfer(self, target, replaced, on_done=self._transfer_done)
+        self.transfer.start(referred_by=f"<{call.session.dialog.local_uri.uri}>")
+
+    def _transfer_owns(self, key: str) -> bool:
+        return self.transfer is not None and self.transfer.owns(key)
+
+    def _transfer_done(self, transfer: OutgoingTransfer) -> None:
+        """Kept after it finished so that late NOTIFYs get their 481."""
 
     def _refer_received(self, call: SipCall, request: SipRequest) -> None:
         """The far end asks us to call someone (RFC 3515). Refused: dialing on a peer's word

@@ -178,7 +178,7 @@ class SipLegs:
         leg.rtp = rtp
         call = self.ua.new_outbound_call(leg, rtp.local_port, codecs)
         leg.call = call
-        call.handle_in_dialog("REFER")  # refused by the leg, with leg.transfer_requested
+        call.handle_in_dialog("REFER", "NOTIFY")  # transfers both ways (sip_leg.py)
         self._register(leg)
         if req.ring_timeout > 0:
             call.set_ring_timeout(req.ring_timeout)
@@ -211,7 +211,7 @@ class SipLegs:
         leg.sip_headers = headers
         leg.call = call
         call.listener = leg
-        call.handle_in_dialog("REFER")  # refused by the leg, with leg.transfer_requested
+        call.handle_in_dialog("REFER", "NOTIFY")  # transfers both ways (sip_leg.py)
         self._register(leg)
         if self.settings.inbound_ring_timeout > 0:
             leg.start_ring_timer(self.settings.inbound_ring_timeout)

@@ -144,6 +144,38 @@ class SpeakingStopped(_SpeakingEvent):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class LegTransferInitiated(LegEvent):
+    type = "leg.transfer_initiated"
+    kind: str  # blind or attended
+    target: str
+    replaces_leg_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LegTransferProgress(LegEvent):
+    """One NOTIFY of the transferee: the status its call to the target reached."""
+
+    type = "leg.transfer_progress"
+    status_code: int
+    reason: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LegTransferCompleted(LegEvent):
+    type = "leg.transfer_completed"
+    status_code: int
+    reason: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LegTransferFailed(LegEvent):
+    type = "leg.transfer_failed"
+    status_code: int | None = None
+    reason: str | None = None
+    error: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class LegTransferRequested(LegEvent):
     """The far end asked us by REFER to call `target` (attended: replacing its dialog
     `replaces_call_id`); `declined` when we refused."""
@@ -361,6 +393,10 @@ _EVENT_CLASSES: tuple[type[Event], ...] = (
     SpeakingStopped,
     AmdResult,
     AmdBeep,
+    LegTransferInitiated,
+    LegTransferProgress,
+    LegTransferCompleted,
+    LegTransferFailed,
     LegTransferRequested,
     PlaybackStarted,
     PlaybackFinished,
