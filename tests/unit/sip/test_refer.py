@@ -42,3 +42,24 @@ def test_replaces_needs_both_tags() -> None:
     assert parse_replaces("x;from-tag=b;to-tag=a") == Replaces("x", "a", "b")
     with pytest.raises(SipParseError):
         parse_replaces("x;to-tag=a")
+
+
+def test_the_refer_to_we_send_round_trips() -> None:
+    from callboard.sip.refer import refer_to
+
+    assert refer_to("sip:bob@example.com") == "<sip:bob@example.com>"
+    value = refer_to("sip:bob@h", Replaces("c@h", "to1", "from2"))
+    assert value == "<sip:bob@h?Replaces=c%40h%3Bto-tag%3Dto1%3Bfrom-tag%3Dfrom2>"
+    target = read_refer(_refer(value))
+    assert target.target_uri == "sip:bob@h" and target.replaces == Replaces("c@h", "to1", "from2")
+
+
+def test_a_sipfrag_gives_its_status_line() -> None:
+    from callboard.sip.refer import read_sipfrag
+
+    assert read_sipfrag(b"SIP/2.0 180 Ringing\r\n") == (180, "Ringing")
+    assert read_sipfrag(b"SIP/2.0 200 OK\r\nContact: <sip:x@h>\r\n") == (200, "OK")
+    assert read_sipfrag(b"SIP/2.0 503") == (503, "")
+    for junk in (b"", b"INVITE sip:a@h SIP/2.0", b"SIP/2.0 abc"):
+        with pytest.raises(SipParseError):
+            read_sipfrag(junk)
