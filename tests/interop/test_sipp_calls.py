@@ -259,3 +259,25 @@ def test_an_attended_transfer_replaces_the_other_legs_dialog_and_ends_both(
     # The Replaces names the other leg's dialog as the target knows it (RFC 3891).
     refer_to = next(line for line in sent.messages.splitlines() if line.startswith("Refer-To:"))
     assert "?Replaces=" in refer_to and "%3Bto-tag%3D" in refer_to and "%3Bfrom-tag%3D" in refer_to
+
+
+def test_a_transfer_whose_target_is_busy_fails_and_the_call_goes_on(
+    hooked_server: ServerProcess,
+    webhook_receiver: WebhookReceiver,
+    sipp_callee: Callable[..., SippProcess],
+    originate: Callable[..., dict[str, Any]],
+) -> None:
+    hooks = webhook_receiver
+    callee = sipp_callee("uas_refer_target_busy", rtp_echo=True)
+    leg = originate(hooked_server, callee.uri("bob"), codecs=["PCMU"])["id"]
+    hooks.wait_for("leg.connected", leg_id=leg)
+    started = hooked_server.api("POST", f"/legs/{leg}/transfer", json={"target": "sip:c@h"})
+    assert started.status_code == 202
+    failed = hooks.wait_for("leg.transfer_failed", leg_id=leg)
+    assert failed["status_code"] == 486 and failed["reason"] == "Busy Here"
+    progress = [e["status_code"] for e in hooks.events("leg.transfer_progress", leg_id=leg)]
+    assert progress == [100, 486]
+    assert hooked_server.api("GET", f"/legs/{leg}").json()["state"] == "connected"
+    hooked_server.api("DELETE", f"/legs/{leg}")
+    callee.wait().assert_ok()
+    assert not hooks.events("leg.transfer_completed", leg_id=leg)
