@@ -166,14 +166,11 @@ class SipLeg(Leg):
             raise Conflict("a transfer of this leg is already in progress")
         call = self.call
         assert call is not None and call.session.dialog is not None
-        self.transfer = OutgoingTransfer(self, target, replaced, on_done=self._transfer_done)
+        self.transfer = OutgoingTransfer(self, target, replaced)
         self.transfer.start(referred_by=f"<{call.session.dialog.local_uri.uri}>")
 
     def _transfer_owns(self, key: str) -> bool:
         return self.transfer is not None and self.transfer.owns(key)
-
-    def _transfer_done(self, transfer: OutgoingTransfer) -> None:
-        """Kept after it finished so that late NOTIFYs get their 481."""
 
     def _refer_received(self, call: SipCall, request: SipRequest) -> None:
         """The far end asks us to call someone (RFC 3515). Refused: dialing on a peer's word

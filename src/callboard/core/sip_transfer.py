@@ -38,13 +38,10 @@ class OutgoingTransfer:
         leg: SipLeg,
         target: str,
         replaced: SipLeg | None,
-        *,
-        on_done: Callable[[OutgoingTransfer], None],
     ) -> None:
         self.leg = leg
         self.target = target
         self.replaced = replaced
-        self._on_done = on_done
         self._tx_key: str | None = None
         self._timer: asyncio.TimerHandle | None = None
         self.finished = False
@@ -133,11 +130,10 @@ class OutgoingTransfer:
         self.leg.publish(LegTransferFailed(status_code=status, reason=reason, error=error))
 
     def _finish(self) -> None:
-        self.finished = True
+        self.finished = True  # the leg keeps it: late NOTIFYs get their 481
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        self._on_done(self)
 
     def cancel(self) -> None:
         """The leg ended first: nothing more is reported."""
