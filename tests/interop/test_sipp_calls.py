@@ -186,9 +186,9 @@ def test_a_blind_transfer_accepted_by_sipp_completes_and_hangs_up(
     originate: Callable[..., dict[str, Any]],
 ) -> None:
     hooks = webhook_receiver
-    callee = sipp_callee("uas_refer_accept", rtp_echo=True)
-    leg = originate(hooked_server, callee.uri("bob"), codecs=["PCMU"])["id"]
-    hooks.wait_for("leg.connected", leg_id=leg)
+    callee, leg = _connected_callee(
+        hooked_server, hooks, sipp_callee, originate, "uas_refer_accept"
+    )
     api = hooked_server.api
     assert api("POST", f"/legs/{leg}/transfer", json={"target": "sip:"}).status_code == 400
     assert api("POST", f"/legs/{leg}/transfer", json={}).status_code == 400
@@ -218,9 +218,9 @@ def test_a_transfer_the_transferee_refuses_fails_and_the_call_goes_on(
     originate: Callable[..., dict[str, Any]],
 ) -> None:
     hooks = webhook_receiver
-    callee = sipp_callee("uas_refer_reject", rtp_echo=True)
-    leg = originate(hooked_server, callee.uri("bob"), codecs=["PCMU"])["id"]
-    hooks.wait_for("leg.connected", leg_id=leg)
+    callee, leg = _connected_callee(
+        hooked_server, hooks, sipp_callee, originate, "uas_refer_reject"
+    )
     started = hooked_server.api("POST", f"/legs/{leg}/transfer", json={"target": "sip:c@h"})
     assert started.status_code == 202
     failed = hooks.wait_for("leg.transfer_failed", leg_id=leg)
@@ -268,9 +268,9 @@ def test_a_transfer_whose_target_is_busy_fails_and_the_call_goes_on(
     originate: Callable[..., dict[str, Any]],
 ) -> None:
     hooks = webhook_receiver
-    callee = sipp_callee("uas_refer_target_busy", rtp_echo=True)
-    leg = originate(hooked_server, callee.uri("bob"), codecs=["PCMU"])["id"]
-    hooks.wait_for("leg.connected", leg_id=leg)
+    callee, leg = _connected_callee(
+        hooked_server, hooks, sipp_callee, originate, "uas_refer_target_busy"
+    )
     started = hooked_server.api("POST", f"/legs/{leg}/transfer", json={"target": "sip:c@h"})
     assert started.status_code == 202
     failed = hooks.wait_for("leg.transfer_failed", leg_id=leg)
@@ -281,3 +281,17 @@ def test_a_transfer_whose_target_is_busy_fails_and_the_call_goes_on(
     hooked_server.api("DELETE", f"/legs/{leg}")
     callee.wait().assert_ok()
     assert not hooks.events("leg.transfer_completed", leg_id=leg)
+
+
+def _connected_callee(
+    server: ServerProcess,
+    hooks: WebhookReceiver,
+    sipp_callee: Callable[..., SippProcess],
+    originate: Callable[..., dict[str, Any]],
+    scenario: str,
+) -> tuple[SippProcess, str]:
+    """A SIPp callee running `scenario`, called on PCMU and connected: (callee, leg id)."""
+    callee = sipp_callee(scenario, rtp_echo=True)
+    leg = str(originate(server, callee.uri("bob"), codecs=["PCMU"])["id"])
+    hooks.wait_for("leg.connected", leg_id=leg)
+    return callee, leg
