@@ -53,7 +53,7 @@ class _Analyser:
         self._report = report
 
     def analyse(self, frame: np.ndarray, rate: int, level_dbfs: float, muted: bool) -> None:
-        outcomes = self._run.detector.frame(frame, rate)
+        outcomes = self._run.detector.frame(frame, rate, level_dbfs)
         if outcomes:
             self._report(self._run, outcomes)
 

@@ -28,6 +28,7 @@ from functools import cache
 import numpy as np
 
 from callboard.media.frames import FRAME_MS
+from callboard.media.speaking import SILENCE_DBFS, frame_dbfs
 
 WORD_GAP_MS = 160  # a pause shorter than this does not end a word (syllables, plosives)
 MAX_HUMAN_WORDS = 4  # more words before a pause: a recording, not a person
@@ -96,13 +97,16 @@ class AmdDetector:
         self._beep = _BeepListener() if params.beep_timeout > 0 else None
         self._beep_wait_start = 0
 
-    def frame(self, samples: np.ndarray | None, rate: int) -> list[AmdOutcome]:
-        """One 20 ms frame (int16 at `rate`; None when nothing arrived: silence)."""
+    def frame(
+        self, samples: np.ndarray | None, rate: int, level_dbfs: float | None = None
+    ) -> list[AmdOutcome]:
+        """One 20 ms frame (int16 at `rate`; None when nothing arrived: silence), with its
+        level when the caller measured it already (the engine does, for every analyser)."""
         if self.done:
             return []
         self.now_ms += FRAME_MS
         if self.verdict is None:
-            verdict = self._analyse(samples)
+            verdict = self._analyse(samples, level_dbfs)
             if verdict is None:
                 return []
             self.verdict = verdict
@@ -124,9 +128,9 @@ class AmdDetector:
 
     # ---- the verdict ----
 
-    def _analyse(self, samples: np.ndarray | None) -> AmdVerdict | None:
+    def _analyse(self, samples: np.ndarray | None, level: float | None) -> AmdVerdict | None:
         p = self.params
-        voiced = self._voiced(samples)
+        voiced = self._voiced(samples, level)
         if voiced:
             if self._stretch_start is None:
                 self._stretch_start = self.now_ms - FRAME_MS
@@ -172,8 +176,9 @@ class AmdDetector:
             total_analysis_ms=self.now_ms,
         )
 
-    def _voiced(self, samples: np.ndarray | None) -> bool:
-        level = _dbfs(samples)
+    def _voiced(self, samples: np.ndarray | None, level: float | None) -> bool:
+        if level is None:
+            level = SILENCE_DBFS if samples is None else frame_dbfs(samples)
         self._levels.append(level)
         floor = min(self._levels)
         return level >= VOICED_MIN_DBFS and level >= floor + VOICED_MARGIN_DB
@@ -256,13 +261,3 @@ def _pure_tone(window: np.ndarray, rate: int) -> float | None:
 @cache
 def _hann(size: int) -> np.ndarray:
     return np.hanning(size)
-
-
-def _dbfs(samples: np.ndarray | None) -> float:
-    if samples is None or len(samples) == 0:
-        return -100.0
-    x = samples.astype(np.float64)
-    power = float(x.dot(x)) / len(x)
-    if power <= 0.0:
-        return -100.0
-    return 10.0 * float(np.log10(power / _FULL_SCALE_POWER))
