@@ -71,6 +71,8 @@ class Settings:
     default_sample_rate: int = 16000  # rooms' mixing rate unless created with another
     inbound_ring_timeout: int = 60  # seconds an inbound call may ring unanswered; 0 = no limit
     hold_timeout: float = 7200.0
+    sip_refer_auto_dial: bool = False  # accept an incoming REFER and dial its target
+    transfer_timeout: int = 60  # seconds a transfer's target may take to answer
     session_expires: int = 1800
     session_min_se: int = 90
     vsi_ping_interval: float = 30.0
@@ -254,6 +256,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         default_sample_rate=default_rate,
         inbound_ring_timeout=_int(env, "INBOUND_RING_TIMEOUT", 60, 0, 86400),
         hold_timeout=_float(env, "HOLD_TIMEOUT", 7200.0),
+        sip_refer_auto_dial=_bool(env, "SIP_REFER_AUTO_DIAL", False),
+        transfer_timeout=_int(env, "TRANSFER_TIMEOUT", 60, 1, 3600),
         session_expires=_int(env, "SESSION_EXPIRES", 1800, 1, 86400),
         session_min_se=_int(env, "SESSION_MIN_SE", 90, 1, 86400),
         vsi_ping_interval=_float(env, "VSI_PING_INTERVAL", 30.0),

@@ -6,7 +6,9 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from tests.helpers.server import ServerProcess
+from tests.helpers.audio import band_energy_db, tone
+from tests.helpers.room_ear import RoomEar
+from tests.helpers.server import ServerFactory, ServerProcess
 from tests.helpers.sipp import SippProcess, SippRunner
 from tests.helpers.webhooks import WebhookReceiver
 
@@ -177,6 +179,65 @@ def test_an_incoming_refer_is_declined_and_reported(
     assert attended["declined"] is True
     end = hooks.wait_for("leg.disconnected", leg_id=leg_id)
     assert end["cdr"]["reason"] == "remote_bye"
+
+
+def test_an_incoming_refer_with_auto_dial_puts_the_target_in_the_referrers_place(
+    server_factory: ServerFactory,
+    webhook_receiver: WebhookReceiver,
+    sipp: SippRunner,
+    sipp_callee: Callable[..., SippProcess],
+) -> None:
+    """SIP_REFER_AUTO_DIAL=true: SIPp calls us and REFERs us to a second SIPp (an echo). We
+    answer 202, dial the target, report 100/180/200 by NOTIFY, put the new leg in the
+    referrer's room (a room member then hears its own tone echoed by the target) and hang
+    up on the referrer with transfer_completed."""
+    hooks = webhook_receiver
+    server = server_factory(WEBHOOK_URL=hooks.url, SIP_REFER_AUTO_DIAL="true")
+    target = sipp_callee("uas_answer", rtp_echo=True)
+    target_uri = target.uri("carol")
+    assert server.api("POST", "/rooms", json={"id": "desk"}).status_code == 201
+    ear = RoomEar(server, "desk")
+    try:
+        referrer = sipp.start(
+            "uac_refer_auto_dial",
+            server.sip_target,
+            timeout=30,
+            extra_args=["-key", "target_uri", target_uri],
+        )
+        leg = hooks.wait_for("leg.ringing", instance_id=server.instance_id)["leg_id"]
+        added = server.api("POST", "/rooms/desk/legs", json={"leg_id": leg, "mute": False})
+        assert added.status_code == 200, added.text  # answers it, before SIPp's REFER
+        assert server.api("POST", f"/legs/{leg}/deaf").status_code == 200
+        requested = hooks.wait_for("leg.transfer_requested", leg_id=leg)
+        assert requested["declined"] is False and requested["kind"] == "blind"
+        assert requested["target"] == target_uri
+        new_leg = requested["target_leg_id"]
+        hooks.wait_for("leg.transfer_completed", leg_id=leg)
+        progress = [e["status_code"] for e in hooks.events("leg.transfer_progress", leg_id=leg)]
+        assert progress == [180, 200]  # 100 Trying is sent before the leg is dialled
+        assert hooks.wait_for("leg.disconnected", leg_id=leg)["cdr"]["reason"] == (
+            "transfer_completed"
+        )
+        sent = referrer.wait()
+        sent.assert_ok()
+        # Three NOTIFYs (100, 180, 200), the last one ending the subscription.
+        assert sent.messages.count("Content-Type: message/sipfrag") == 3
+        assert sent.messages.count("Subscription-State: terminated") == 1
+        joined = hooks.wait_for("leg.joined_room", leg_id=new_leg)
+        assert joined["room_id"] == "desk"
+        state = server.api("GET", f"/legs/{new_leg}").json()
+        assert state["state"] == "connected" and state["deaf"] is True  # the place's flags
+        # The leg hears nothing (deaf), so undeafen it: the echo target returns our tone.
+        assert server.api("DELETE", f"/legs/{new_leg}/deaf").status_code == 200
+        start = time.monotonic()
+        ear.say(tone(1000, 1500, rate=16000, dbfs=-12)).join()
+        heard = ear.heard(start + 0.5, start + 2.0)
+        assert band_energy_db(heard, 16000, 1000.0, 60.0) > -40, "no echo from the target"
+    finally:
+        ear.close()
+    server.api("DELETE", f"/legs/{new_leg}")
+    target.wait().assert_ok()
+    assert hooks.wait_for("leg.disconnected", leg_id=new_leg)["cdr"]["reason"] == "api_hangup"
 
 
 def test_a_blind_transfer_accepted_by_sipp_completes_and_hangs_up(

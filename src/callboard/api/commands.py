@@ -37,9 +37,9 @@ from callboard.core import playback_requests, tts
 from callboard.core.agents import ClientFactory
 from callboard.core.errors import BadRequest, Conflict, NotFound
 from callboard.core.leg import LegState, LegType
+from callboard.core.outbound import OutboundRequest
 from callboard.core.service import CallService
 from callboard.core.sip_leg import SipLeg
-from callboard.core.sip_legs import OutboundRequest
 from callboard.core.speech_choice import no_key
 from callboard.media.amd import AmdParams
 from callboard.sip.call_model import failure_reason

@@ -41,6 +41,21 @@ class RoomJoin:
     moved_from: str | None = None
 
 
+@dataclass(frozen=True)
+class Place:
+    """Where a leg stands, for another leg to take over after a transfer: its room (if any)
+    and its flags."""
+
+    room_id: str
+    muted: bool
+    deaf: bool
+    accept_dtmf: bool
+
+    @classmethod
+    def of(cls, leg: Leg) -> Place:
+        return cls(leg.room_id, leg.muted, leg.deaf, leg.accept_dtmf)
+
+
 class RoomManager:
     def __init__(
         self,
@@ -207,6 +222,19 @@ class RoomManager:
         # the mix as soon as its media is up (CallService.attach_media).
         self._join(room, leg)
         return RoomJoin(room.id, previous or None)
+
+    def hand_over(self, place: Place, leg: Leg) -> None:
+        """`leg` takes `place`: the same flags, and the same room, which it joins before the
+        leg it replaces leaves (so a room made for that one outlives the swap). Conflict
+        when the room is gone meanwhile."""
+        room = self.rooms.get(place.room_id) if place.room_id else None
+        if place.room_id and (room is None or room.dropping):
+            raise Conflict(f"room {place.room_id} is gone")
+        leg.set_muted(place.muted)
+        leg.set_deaf(place.deaf)
+        leg.accept_dtmf = place.accept_dtmf
+        if room is not None and leg.room_id != room.id:
+            self._join(room, leg)
 
     def _join(self, room: Room, leg: Leg) -> None:
         previous = self.rooms.get(leg.room_id) if leg.room_id else None

@@ -94,7 +94,14 @@ class CallService:
             engine=engine, lifecycle=self.lifecycle, rooms=self.rooms, find_leg=self.get_leg
         )
         # Leg construction lives beside each transport.
-        self.sip = SipLegs(self, ua, settings, register=self._register, spawn=self._spawn)
+        self.sip = SipLegs(
+            self,
+            ua,
+            settings,
+            register=self._register,
+            spawn=self._spawn,
+            hand_over=self.rooms.hand_over,
+        )
         self.webrtc = WebRtcLegs(self, settings, self.sip.ports, register=self._register)
         metrics.set_gauge_sources(lambda: len(self.legs), lambda: len(self.rooms.rooms))
 

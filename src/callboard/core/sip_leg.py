@@ -7,7 +7,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from functools import partial
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from callboard.core.errors import BadRequest, Conflict
 from callboard.core.leg import Leg, LegHost, LegState, LegType, rtp_quality
@@ -39,10 +39,11 @@ from callboard.sip.call_events import (
 from callboard.sip.call_model import SipCallError
 from callboard.sip.errors import SipParseError
 from callboard.sip.message import SipRequest
-from callboard.sip.refer import read_refer
+from callboard.sip.refer import notify_headers, read_refer, sipfrag
 from callboard.sip.ua import SipCall
 
 if TYPE_CHECKING:
+    from callboard.core.sip_referral import IncomingTransfer, SipReferrals
     from callboard.events.webhooks import WebhookTarget
     from callboard.media.engine import MediaEndpoint
 
@@ -53,6 +54,19 @@ log = logging.getLogger(__name__)
 class SipTimeouts:
     rtp: float  # a connected, unheld leg with no RTP for this long ends (rtp_timeout)
     hold: float  # a leg held for this long ends (hold_timeout)
+    transfer: float = 60.0  # our REFER's target has this long to answer (TRANSFER_TIMEOUT)
+
+
+class DialWatcher(Protocol):
+    """Follows an outbound leg dialled on someone's behalf (an accepted incoming REFER)."""
+
+    def progress(self, status: int, reason: str) -> None: ...
+
+    def answered(self, leg: SipLeg) -> None: ...
+
+    def ended(self, leg: SipLeg, reason: str) -> str:
+        """The leg ends with `reason`; returns the reason it ends with instead."""
+        ...
 
 
 class SipLeg(Leg):
@@ -68,10 +82,12 @@ class SipLeg(Leg):
         webhook: WebhookTarget | None = None,
         app_id: str | None = None,
         accept_dtmf: bool = True,
+        referrals: SipReferrals | None = None,
     ) -> None:
         super().__init__(host, leg_type, webhook=webhook, app_id=app_id, accept_dtmf=accept_dtmf)
         self._open_rtp = open_rtp
         self._timeouts = timeouts
+        self._referrals = referrals  # None: incoming REFERs are declined
         self.call: SipCall | None = None
         self.rtp: RtpSession | None = None
         self.max_duration = 0
@@ -83,6 +99,8 @@ class SipLeg(Leg):
         self.held_since: float | None = None
         self._media_lock = asyncio.Lock()  # one RTP bind for concurrent answer requests
         self.transfer: OutgoingTransfer | None = None  # the last outgoing transfer
+        self.incoming_transfer: IncomingTransfer | None = None  # the last accepted REFER
+        self.dial_watcher: DialWatcher | None = None
 
     def endpoint(self) -> MediaEndpoint | None:
         return self.rtp if self._media_configured else None
@@ -120,14 +138,20 @@ class SipLeg(Leg):
                     # Each only when known (an empty value is not sent either).
                     uri, caller = self.dialed_uri or None, call.invite_from or None
                     self.publish(LegRinging(uri=uri, from_=caller))
+                if self.dial_watcher is not None:
+                    self.dial_watcher.progress(180, "Ringing")
             case EarlyMedia(media):
                 self._apply_media(media)
                 self.set_state(LegState.EARLY_MEDIA)
                 self.publish(LegEarlyMedia(leg_type=self.type.value))
                 self.host.media_ready(self)
+                if self.dial_watcher is not None:
+                    self.dial_watcher.progress(183, "Session Progress")
             case Answered(media):
                 self._apply_media(media)
                 self._connected()
+                if self.dial_watcher is not None:
+                    self.dial_watcher.answered(self)
             case MediaChanged(media):
                 self._apply_media(media)
             case HoldChanged(held):
@@ -166,20 +190,24 @@ class SipLeg(Leg):
             raise Conflict("a transfer of this leg is already in progress")
         call = self.call
         assert call is not None and call.session.dialog is not None
-        self.transfer = OutgoingTransfer(self, target, replaced)
+        self.transfer = OutgoingTransfer(self, target, replaced, self._timeouts.transfer)
         self.transfer.start(referred_by=f"<{call.session.dialog.local_uri.uri}>")
 
     def _transfer_owns(self, key: str) -> bool:
         return self.transfer is not None and self.transfer.owns(key)
 
     def _refer_received(self, call: SipCall, request: SipRequest) -> None:
-        """The far end asks us to call someone (RFC 3515). Refused: dialing on a peer's word
-        is a toll-fraud risk; the application hears of it and may act itself."""
+        """The far end asks us to call someone (RFC 3515). Refused unless SIP_REFER_AUTO_DIAL
+        (core/sip_referral.py): dialing on a peer's word is a toll-fraud risk; the application
+        hears of it and may act itself."""
         try:
             refer = read_refer(request)
         except SipParseError as exc:
             log.info("leg %s: bad REFER: %s", self.id, exc)
             call.respond(request, 400)
+            return
+        if self._referrals is not None:
+            self._referrals.accept(self, call, request, refer)
             return
         log.info("leg %s: %s transfer to %s declined", self.id, refer.kind, refer.target_uri)
         call.respond(request, 603)
@@ -191,6 +219,22 @@ class SipLeg(Leg):
                 declined=True,
             )
         )
+
+    def notify_referrer(self, status: int, reason: str, *, final: bool) -> None:
+        """Tell the far end, which referred us, how our call to its target goes (a NOTIFY
+        in the REFER's implicit subscription); nothing once our call is over."""
+        call = self.call
+        if self.ended or call is None or call.ended:
+            return
+        try:
+            call.send_request(
+                "NOTIFY",
+                body=sipfrag(status, reason),
+                content_type="message/sipfrag;version=2.0",
+                headers=notify_headers(final),
+            )
+        except SipCallError as exc:
+            log.info("leg %s: NOTIFY %d not sent: %s", self.id, status, exc)
 
     def _connected(self) -> None:
         loop = asyncio.get_running_loop()
@@ -314,6 +358,8 @@ class SipLeg(Leg):
     def release(self, reason: str) -> None:
         if self.ended:
             return
+        if self.dial_watcher is not None:
+            reason = self.dial_watcher.ended(self, reason)
         for handle in self._timers:
             handle.cancel()
         self._timers.clear()

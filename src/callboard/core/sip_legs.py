@@ -3,15 +3,18 @@ turning each screened inbound INVITE into a ringing leg, and the RTP ports they 
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Callable, Coroutine, Iterable
-from dataclasses import dataclass
 from typing import Any
 
 from callboard.config import Settings
-from callboard.core.errors import BadRequest, Unavailable
-from callboard.core.leg import Leg, LegHost, LegType
-from callboard.core.sip_leg import SipLeg, SipTimeouts
+from callboard.core.errors import BadRequest, CallboardError, Unavailable
+from callboard.core.leg import Leg, LegHost, LegState, LegType
+from callboard.core.outbound import OutboundRequest
+from callboard.core.rooms import Place
+from callboard.core.sip_leg import DialWatcher, SipLeg, SipTimeouts
+from callboard.core.sip_referral import HandOver, SipReferrals
 from callboard.events.types import LegRinging
 from callboard.events.webhooks import WebhookTarget
 from callboard.media.codecs import normalize_codec_name
@@ -23,6 +26,8 @@ from callboard.sip.grammar import is_token
 from callboard.sip.message import SipRequest
 from callboard.sip.ua import SipCall, SipUserAgent
 from callboard.sip.uri import SipUri
+
+log = logging.getLogger(__name__)
 
 DEFAULT_CODECS = ("PCMU", "PCMA", "G722", "opus")
 # Headers a user may not set on an outbound INVITE: the stack owns them.
@@ -52,24 +57,6 @@ RESERVED_HEADERS = frozenset(
 _CONTROL_RE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 
 
-@dataclass(frozen=True)
-class OutboundRequest:
-    uri: str
-    from_user: str | None = None
-    privacy: str | None = None
-    ring_timeout: int = 0
-    max_duration: int = 0
-    codecs: tuple[str, ...] | None = None
-    headers: tuple[tuple[str, str], ...] = ()
-    auth_username: str | None = None
-    auth_password: str | None = None
-    webhook_url: str | None = None
-    webhook_secret: str | None = None
-    room_id: str | None = None
-    accept_dtmf: bool = True
-    app_id: str | None = None
-
-
 class SipLegs:
     """Creates SIP legs and hands each to `register` (the service's leg registry)."""
 
@@ -81,6 +68,7 @@ class SipLegs:
         *,
         register: Callable[[Leg], None],
         spawn: Callable[[Coroutine[Any, Any, None]], None],
+        hand_over: HandOver,
     ) -> None:
         self.host = host
         self.ua = ua
@@ -88,7 +76,17 @@ class SipLegs:
         self.ports = PortAllocator(settings.rtp_port_min, settings.rtp_port_max)
         self._register = register
         self._spawn = spawn
-        self._timeouts = SipTimeouts(rtp=settings.rtp_timeout, hold=settings.hold_timeout)
+        self._hand_over = hand_over
+        self._timeouts = SipTimeouts(
+            rtp=settings.rtp_timeout,
+            hold=settings.hold_timeout,
+            transfer=settings.transfer_timeout,
+        )
+        self._referrals = (
+            SipReferrals(self, hand_over=hand_over, spawn=spawn, timeout=settings.transfer_timeout)
+            if settings.sip_refer_auto_dial
+            else None
+        )
         ua.on_incoming = self._on_incoming_call
 
     def _new_leg(
@@ -107,6 +105,7 @@ class SipLegs:
             webhook=webhook,
             app_id=app_id,
             accept_dtmf=accept_dtmf,
+            referrals=self._referrals,
         )
 
     async def open_rtp(self) -> RtpSession:
@@ -165,7 +164,11 @@ class SipLegs:
             raise BadRequest("invalid privacy value")
         return uri, tuple(codecs)
 
-    async def create_outbound(self, req: OutboundRequest) -> Leg:
+    async def create_outbound(
+        self, req: OutboundRequest, *, watcher: DialWatcher | None = None
+    ) -> SipLeg:
+        """A new outbound leg, dialling in the background; `watcher` follows its progress
+        (a transfer we carry out)."""
         uri, codecs = self.validate_outbound(req)
         webhook = WebhookTarget(req.webhook_url, req.webhook_secret) if req.webhook_url else None
         leg = self._new_leg(
@@ -178,6 +181,7 @@ class SipLegs:
         leg.rtp = rtp
         call = self.ua.new_outbound_call(leg, rtp.local_port, codecs)
         leg.call = call
+        leg.dial_watcher = watcher
         call.handle_in_dialog("REFER", "NOTIFY")  # transfers both ways (sip_leg.py)
         self._register(leg)
         if req.ring_timeout > 0:
@@ -200,13 +204,26 @@ class SipLegs:
         """A new INVITE, already answered 180 by the call layer. The leg binds no RTP port
         until it is answered or sends early media (SipLeg._open_media), so ringing calls,
         and a scanner's junk INVITEs, cannot use up the port range; an unanswered one ends
-        after INBOUND_RING_TIMEOUT with 480 and reason ring_timeout."""
+        after INBOUND_RING_TIMEOUT with 480 and reason ring_timeout.
+
+        An INVITE whose Replaces names one of our connected calls (the router checked the
+        dialog) is answered at once and takes that call's leg's place (attended transfer
+        towards us); it inherits the leg's webhook and app_id unless it brings its own."""
+        replaced = call.replaces.listener if call.replaces is not None else None
+        if call.replaces is not None and not (
+            isinstance(replaced, SipLeg) and replaced.state in (LegState.CONNECTED, LegState.HELD)
+        ):
+            call.reject(481, reason="connect_failed")
+            return
         headers = _x_headers(request.headers.items())
         url = _header(headers, "X-Webhook-URL")
         webhook = None
         if url and url.startswith(("http://", "https://")):
             webhook = WebhookTarget(url, _header(headers, "X-Webhook-Secret"))
         app_id = _header(headers, "X-App-ID")
+        if isinstance(replaced, SipLeg):
+            webhook = webhook or replaced.webhook
+            app_id = app_id or replaced.app_id
         leg = self._new_leg(LegType.SIP_INBOUND, webhook=webhook, app_id=app_id)
         leg.sip_headers = headers
         leg.call = call
@@ -220,8 +237,29 @@ class SipLegs:
                 from_=str(request.from_addr.uri),
                 to=str(request.to_addr.uri),
                 sip_headers=leg.sip_headers or {},
+                replaces_leg_id=replaced.id if isinstance(replaced, SipLeg) else None,
             )
         )
+        if isinstance(replaced, SipLeg):
+            self._spawn(self._replace(replaced, leg))
+
+    async def _replace(self, replaced: SipLeg, leg: SipLeg) -> None:
+        """Answer `leg` and put it in `replaced`'s place, which then hangs up."""
+        log.info("leg %s replaces leg %s (INVITE with Replaces)", leg.id, replaced.id)
+        place = Place.of(replaced)
+        try:
+            await leg.answer()
+        except CallboardError as exc:
+            log.warning("leg %s: could not answer the replacing INVITE: %s", leg.id, exc)
+            leg.reject(503, "connect_failed")
+            return
+        try:
+            self._hand_over(place if replaced.ended else Place.of(replaced), leg)
+        except CallboardError as exc:
+            log.info("leg %s: the place of leg %s is gone: %s", leg.id, replaced.id, exc)
+            leg.hangup("transfer_connect_failed")
+            return
+        replaced.hangup("transfer_completed")
 
 
 def _shorten(text: str, limit: int = 80) -> str:

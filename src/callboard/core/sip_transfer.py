@@ -2,7 +2,7 @@
 events they become. Blind, or attended with the Replaces of another of our legs' dialogs.
 
 `leg.transfer_initiated` first; a REFER refused outright, a NOTIFY with a failure, or no final
-NOTIFY within TRANSFER_TIMEOUT_S give `leg.transfer_failed`; each NOTIFY gives
+NOTIFY within TRANSFER_TIMEOUT seconds give `leg.transfer_failed`; each NOTIFY gives
 `leg.transfer_progress`; a final 2xx gives `leg.transfer_completed`, after which our leg (and
 the replaced one) hang up with reason `transfer_completed`.
 """
@@ -29,8 +29,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-TRANSFER_TIMEOUT_S = 60.0  # for the transferee's final NOTIFY
-
 
 class OutgoingTransfer:
     def __init__(
@@ -38,10 +36,12 @@ class OutgoingTransfer:
         leg: SipLeg,
         target: str,
         replaced: SipLeg | None,
+        timeout: float,
     ) -> None:
         self.leg = leg
         self.target = target
         self.replaced = replaced
+        self.timeout = timeout  # for the transferee's final NOTIFY
         self._tx_key: str | None = None
         self._timer: asyncio.TimerHandle | None = None
         self.finished = False
@@ -74,7 +74,7 @@ class OutgoingTransfer:
             self._fail(None, None, f"REFER could not be sent: {exc}")
             return
         loop = asyncio.get_running_loop()
-        self._timer = loop.call_later(TRANSFER_TIMEOUT_S, self._timed_out)
+        self._timer = loop.call_later(self.timeout, self._timed_out)
 
     # ---- what the leg hands over ----
 
@@ -120,7 +120,7 @@ class OutgoingTransfer:
 
     def _timed_out(self) -> None:
         self._timer = None
-        self._fail(None, None, f"no final NOTIFY within {TRANSFER_TIMEOUT_S:.0f} s")
+        self._fail(None, None, f"no final NOTIFY within {self.timeout:.0f} s")
 
     def _fail(self, status: int | None, reason: str | None, error: str) -> None:
         if self.finished:

@@ -50,6 +50,7 @@ class LegRinging(LegEvent):
     to: str | None = None
     sip_headers: dict[str, str] | None = None
     uri: str | None = None
+    replaces_leg_id: str | None = None  # inbound with Replaces: the leg it takes over
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -178,13 +179,14 @@ class LegTransferFailed(LegEvent):
 @dataclass(frozen=True, slots=True, kw_only=True)
 class LegTransferRequested(LegEvent):
     """The far end asked us by REFER to call `target` (attended: replacing its dialog
-    `replaces_call_id`); `declined` when we refused."""
+    `replaces_call_id`); `declined` when we refused, else `target_leg_id` once dialled."""
 
     type = "leg.transfer_requested"
     kind: str  # blind or attended
     target: str
     replaces_call_id: str | None = None
     declined: bool
+    target_leg_id: str | None = None  # accepted: the leg we dialled to the target
 
 
 # ---- answering-machine detection ----

@@ -22,7 +22,7 @@ from callboard.sip.call_events import (
     SendResponse,
     SendStateless,
 )
-from callboard.sip.call_model import ALLOW, LocalIdentity
+from callboard.sip.call_model import ALLOW, CallState, LocalIdentity
 from callboard.sip.errors import SipParseError
 from callboard.sip.invite_screen import Refusal, screen_invite, warning_text
 from callboard.sip.invite_session import InviteSession
@@ -32,6 +32,7 @@ from callboard.sip.message import (
     generate_tag,
     make_response,
 )
+from callboard.sip.refer import parse_replaces
 from callboard.sip.session_base import Outbox
 from callboard.sip.timer_queue import TimerQueue
 from callboard.sip.transaction import (
@@ -51,10 +52,12 @@ _UNBIND = "unbind"  # the router's own timer on an ended session
 
 @dataclass(frozen=True, slots=True)
 class IncomingCall:
-    """A new INVITE, screened and answered 180; the TU attaches a leg to `session`."""
+    """A new INVITE, screened and answered 180; the TU attaches a leg to `session`. With
+    `replaces`, it asks to take the place of that confirmed call of ours (RFC 3891)."""
 
     session: InviteSession
     request: SipRequest
+    replaces: InviteSession | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -266,6 +269,10 @@ class CallRouter:
         if not self.accept_calls:
             self._reply(request, 503)
             return
+        replaces = self._replaced_call(request)
+        if isinstance(replaces, int):
+            self._reply(request, replaces)
+            return
         # No RTP port yet: the TU binds one when it answers or sends early media.
         session = self._new_session(
             outbound=False, local_port=9, codecs=screened, call_id=request.call_id
@@ -282,4 +289,28 @@ class CallRouter:
             self._bind(event.tx_key, session)
         self._calls[(session.call_id, session.local_tag)] = session
         self._drain_outbox(now)  # the 180 goes out before the TU hears of the call
-        self._actions.append(IncomingCall(session, request))
+        self._actions.append(IncomingCall(session, request, replaces))
+
+    def _replaced_call(self, request: SipRequest) -> InviteSession | int | None:
+        """The confirmed call an INVITE's Replaces names (None without one), or the status
+        that refuses it: 400 for a bad header, 481 when it names no confirmed call of ours,
+        486 for `early-only` against a confirmed one (RFC 3891 section 3)."""
+        values = request.headers.get_all("Replaces")
+        if not values:
+            return None
+        try:
+            if len(values) != 1:
+                raise SipParseError("more than one Replaces")
+            wanted = parse_replaces(values[0])
+        except SipParseError as exc:
+            log.info("INVITE %s: bad Replaces: %s", request.call_id, exc)
+            return 400
+        session = self._calls.get((wanted.call_id, wanted.to_tag))
+        dialog = session.dialog if session is not None else None
+        if session is None or dialog is None or dialog.remote_tag != wanted.from_tag:
+            return 481
+        if session.state is not CallState.CONFIRMED:
+            return 481
+        if wanted.early_only:
+            return 486
+        return session

@@ -46,6 +46,7 @@ class InviteSession(InDialogSession):
         self._se_retried = False
         self._ack: SipRequest | None = None
         self._ringing_reported = False
+        self.final_status: int | None = None  # the failure response that ended the INVITE
         # inbound
         self._request: SipRequest | None = None
         self._server_tx: str | None = None
@@ -288,6 +289,7 @@ class InviteSession(InDialogSession):
                 self._se_retried = True
                 self._resend_invite({"Session-Expires": min_se, "Min-SE": min_se})
                 return
+        self.final_status = status
         self._finish(failure_reason(status))
 
     def _retry_with_credentials(self, response: SipResponse, opts: OutboundOptions) -> None:

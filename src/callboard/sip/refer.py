@@ -15,9 +15,18 @@ from callboard.sip.message import SipRequest
 
 @dataclass(frozen=True)
 class Replaces:
+    """A dialog to replace, its tags as the receiver of the INVITE sees them: the to-tag is
+    the receiver's own (RFC 3891 section 3)."""
+
     call_id: str
     to_tag: str
     from_tag: str
+    early_only: bool = False  # replace only a dialog that is not confirmed yet
+
+    def header_value(self) -> str:
+        """As a Replaces header field value (RFC 3891 section 6.1)."""
+        value = f"{self.call_id};to-tag={self.to_tag};from-tag={self.from_tag}"
+        return value + ";early-only" if self.early_only else value
 
 
 @dataclass(frozen=True)
@@ -51,8 +60,8 @@ def parse_replaces(value: str) -> Replaces:
         name, _, tag = param.partition("=")
         tags[name.strip().lower()] = tag.strip()
     if not call_id or not tags.get("to-tag") or not tags.get("from-tag"):
-        raise SipParseError(f"invalid Replaces: {value!r}")
-    return Replaces(call_id, tags["to-tag"], tags["from-tag"])
+        raise SipParseError(f"invalid Replaces: {value[:80]!r}")
+    return Replaces(call_id, tags["to-tag"], tags["from-tag"], "early-only" in tags)
 
 
 def refer_to(target_uri: str, replaces: Replaces | None = None) -> str:
@@ -60,8 +69,7 @@ def refer_to(target_uri: str, replaces: Replaces | None = None) -> str:
     Replaces URI header, escaped (RFC 3891 section 6.1: tags from the target's side)."""
     if replaces is None:
         return f"<{target_uri}>"
-    value = f"{replaces.call_id};to-tag={replaces.to_tag};from-tag={replaces.from_tag}"
-    return f"<{target_uri}?Replaces={quote(value, safe='')}>"
+    return f"<{target_uri}?Replaces={quote(replaces.header_value(), safe='')}>"
 
 
 _STATUS_LINE = re.compile(r"^SIP/2\.0\s+(\d{3})(?:\s+(.*))?$")
@@ -75,3 +83,18 @@ def read_sipfrag(body: bytes) -> tuple[int, str]:
     if match is None:
         raise SipParseError(f"not a sipfrag status line: {first[:60]!r}")
     return int(match.group(1)), (match.group(2) or "").strip()
+
+
+def sipfrag(status: int, reason: str) -> bytes:
+    """The message/sipfrag body of a NOTIFY that reports our call to a REFER's target."""
+    return f"SIP/2.0 {status} {reason}\r\n".encode()
+
+
+REFER_EXPIRES = 60  # seconds the implicit subscription lasts (RFC 3515 section 2.4.4)
+
+
+def notify_headers(final: bool) -> list[tuple[str, str]]:
+    """Event and Subscription-State of a NOTIFY in a REFER's implicit subscription; the one
+    with the final status ends it."""
+    state = "terminated;reason=noresource" if final else f"active;expires={REFER_EXPIRES}"
+    return [("Event", "refer"), ("Subscription-State", state)]

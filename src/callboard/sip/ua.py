@@ -58,6 +58,7 @@ class SipCall:
         self._ua = ua
         self.session = session
         self.listener: CallListener = _NoListener()
+        self.replaces: SipCall | None = None  # inbound: the call its Replaces names
 
     # ---- state, read through to the session ----
 
@@ -88,6 +89,11 @@ class SipCall:
     @property
     def invite_from(self) -> str | None:
         return self.session.invite_from
+
+    @property
+    def final_status(self) -> int | None:
+        """Outbound: the status of the failure response that ended the INVITE."""
+        return self.session.final_status
 
     # ---- operations ----
 
@@ -339,6 +345,8 @@ class SipUserAgent:
     def _incoming(self, action: IncomingCall) -> None:
         call = SipCall(self, action.session)
         self._handles[action.session] = call
+        if action.replaces is not None:
+            call.replaces = self._handles.get(action.replaces)
         handler = self._on_incoming
         try:
             if handler is None:

@@ -37,6 +37,9 @@ NO_EVENTS_OF_THEIR_OWN: set[str] = set()
 UNDOCUMENTED_KEYS = {
     "amd.beep": {"timeout", "waited_ms"},  # no beep within beep_timeout (issue 13)
     "leg.disconnected": {"leg_type"},
+    # Transfers towards us (issue 13): the leg we dialled, the leg an INVITE replaces.
+    "leg.transfer_requested": {"target_leg_id"},
+    "leg.ringing": {"replaces_leg_id"},
     "tts.finished": {"reason"},  # why it ended (completed, stopped, hangup, room_deleted)
     # Which provider, and (issue 11) why the session ended and the provider's error.
     "agent.connected": {"provider"},

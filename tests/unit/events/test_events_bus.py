@@ -70,7 +70,9 @@ def test_event_keys_list_scope_then_fields() -> None:
     assert event_keys(LegMuted) == ("leg_id",)
     assert event_keys(RoomCreated) == ("room_id",)
     assert event_keys(DtmfReceived) == ("leg_id", "digit", "seq")
-    assert event_keys(LegRinging) == ("leg_id", "from", "to", "sip_headers", "uri")
+    assert event_keys(LegRinging) == (
+        "leg_id", "from", "to", "sip_headers", "uri", "replaces_leg_id"
+    )  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -50,6 +50,7 @@ class Stack:
         self.events: list[tuple[InviteSession, CallEvent]] = []
         self.timeline: list[tuple[float, InviteSession, CallEvent]] = []  # events with times
         self.incoming: list[InviteSession] = []
+        self.replacing: list[InviteSession | None] = []  # each incoming call's Replaces match
         self.sent: list[tuple[float, SipRequest | SipResponse]] = []
         self.received: list[tuple[float, SipRequest | SipResponse]] = []
 
@@ -177,6 +178,7 @@ class CallNet:
             stack.timeline.append((now, action.session, action.event))
         elif isinstance(action, IncomingCall):
             stack.incoming.append(action.session)
+            stack.replacing.append(action.replaces)
             if stack.on_incoming is not None:
                 stack.on_incoming(action.session, action.request)
 

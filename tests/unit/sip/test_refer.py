@@ -2,7 +2,14 @@ import pytest
 
 from callboard.sip.errors import SipParseError
 from callboard.sip.message import SipRequest
-from callboard.sip.refer import Replaces, parse_replaces, read_refer
+from callboard.sip.refer import (
+    Replaces,
+    notify_headers,
+    parse_replaces,
+    read_refer,
+    read_sipfrag,
+    sipfrag,
+)
 from callboard.sip.uri import SipUri
 
 
@@ -55,11 +62,25 @@ def test_the_refer_to_we_send_round_trips() -> None:
 
 
 def test_a_sipfrag_gives_its_status_line() -> None:
-    from callboard.sip.refer import read_sipfrag
-
     assert read_sipfrag(b"SIP/2.0 180 Ringing\r\n") == (180, "Ringing")
     assert read_sipfrag(b"SIP/2.0 200 OK\r\nContact: <sip:x@h>\r\n") == (200, "OK")
     assert read_sipfrag(b"SIP/2.0 503") == (503, "")
     for junk in (b"", b"INVITE sip:a@h SIP/2.0", b"SIP/2.0 abc"):
         with pytest.raises(SipParseError):
             read_sipfrag(junk)
+
+
+def test_a_replaces_header_value_round_trips_with_early_only() -> None:
+    for early_only in (False, True):
+        replaces = Replaces("c@h", "to1", "from1", early_only)
+        assert parse_replaces(replaces.header_value()) == replaces
+    assert Replaces("c@h", "a", "b").header_value() == "c@h;to-tag=a;from-tag=b"
+
+
+def test_the_notifies_we_send_for_an_accepted_refer() -> None:
+    assert read_sipfrag(sipfrag(180, "Ringing")) == (180, "Ringing")
+    assert dict(notify_headers(final=False)) == {
+        "Event": "refer",
+        "Subscription-State": "active;expires=60",
+    }
+    assert dict(notify_headers(final=True))["Subscription-State"].startswith("terminated")
