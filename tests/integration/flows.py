@@ -28,15 +28,22 @@ def module_pair(
     factory.close(failed=request.session.testsfailed > failures)
 
 
-def module_fixtures(name: str) -> tuple[Any, Any]:
-    """A module's `hooks` (one webhook receiver) and `servers` (two instances reporting to
-    it) fixtures, both module-scoped: `hooks, servers = module_fixtures("playback")`."""
+def module_hooks() -> Any:
+    """A module-scoped `hooks` fixture: one webhook receiver for the module's tests."""
 
     @pytest.fixture(scope="module")
     def hooks() -> Iterator[WebhookReceiver]:
         receiver = WebhookReceiver()
         yield receiver
         receiver.close()
+
+    return hooks
+
+
+def module_fixtures(name: str) -> tuple[Any, Any]:
+    """A module's `hooks` (one webhook receiver) and `servers` (two instances reporting to
+    it) fixtures, both module-scoped: `hooks, servers = module_fixtures("playback")`."""
+    hooks = module_hooks()
 
     @pytest.fixture(scope="module")
     def servers(

@@ -15,16 +15,11 @@ from tests.helpers.audio import band_energy_db, tone
 from tests.helpers.room_ear import RoomEar
 from tests.helpers.server import ServerFactory, ServerProcess
 from tests.helpers.webhooks import WebhookReceiver
-from tests.integration.flows import connect, disconnected
+from tests.integration.flows import connect, disconnected, module_hooks
 
 TARGET_TIMEOUT = 4  # Y's TRANSFER_TIMEOUT: how long the target may ring
 
-
-@pytest.fixture(scope="module")
-def hooks() -> Iterator[WebhookReceiver]:
-    receiver = WebhookReceiver()
-    yield receiver
-    receiver.close()
+hooks = module_hooks()
 
 
 @pytest.fixture(scope="module")
@@ -52,14 +47,22 @@ def _into_room(server: ServerProcess, room_id: str, leg_id: str) -> None:
     assert added.status_code == 200, added.text
 
 
-def _assert_pair_hears_each_other(y_ear: RoomEar, z_ear: RoomEar) -> None:
-    """Y's room member and Z's hear each other's tone, through Y's new leg and Z's leg."""
-    for speaker, listener, freq in ((z_ear, y_ear, 1100.0), (y_ear, z_ear, 700.0)):
-        start = time.monotonic()
-        speaker.say(tone(freq, 1500, rate=16000, dbfs=-12)).join()
-        heard = listener.heard(start + 0.4, start + 1.6)
-        level = band_energy_db(heard, 16000, freq, 60.0)
-        assert level > -35, f"{freq:.0f} Hz not heard across the transferred call ({level:.1f})"
+def _assert_pair_hears_each_other(
+    y: ServerProcess, y_room: str, z: ServerProcess, z_room: str
+) -> None:
+    """A member of Y's room and one of Z's hear each other's tone: the transferred call
+    carries audio both ways."""
+    y_ear, z_ear = RoomEar(y, y_room), RoomEar(z, z_room)
+    try:
+        for speaker, listener, freq in ((z_ear, y_ear, 1100.0), (y_ear, z_ear, 700.0)):
+            start = time.monotonic()
+            speaker.say(tone(freq, 1500, rate=16000, dbfs=-12)).join()
+            heard = listener.heard(start + 0.4, start + 1.6)
+            level = band_energy_db(heard, 16000, freq, 60.0)
+            assert level > -35, f"{freq:.0f} Hz not heard across the transferred call ({level:.1f})"
+    finally:
+        y_ear.close()
+        z_ear.close()
 
 
 def test_a_blind_transfer_connects_the_transferee_to_the_target(
@@ -87,12 +90,7 @@ def test_a_blind_transfer_connects_the_transferee_to_the_target(
     hooks.wait_for("leg.transfer_completed", leg_id=y_leg)
     assert hooks.wait_for("leg.joined_room", leg_id=new_leg)["room_id"] == "blind-y"
 
-    y_ear, z_ear = RoomEar(y, "blind-y"), RoomEar(z, "blind-z")
-    try:
-        _assert_pair_hears_each_other(y_ear, z_ear)
-    finally:
-        y_ear.close()
-        z_ear.close()
+    _assert_pair_hears_each_other(y, "blind-y", z, "blind-z")
     assert z.api("DELETE", f"/legs/{z_leg}").status_code == 200
     assert disconnected(hooks, new_leg)["cdr"]["reason"] == "remote_bye"
 
@@ -128,12 +126,7 @@ def test_an_attended_transfer_replaces_the_targets_call(
     assert taken is not None and taken["state"] == "connected"
     assert taken["accept_dtmf"] is False  # the replaced leg's setting came along
 
-    y_ear, z_ear = RoomEar(y, "att-y"), RoomEar(z, "att-z")
-    try:
-        _assert_pair_hears_each_other(y_ear, z_ear)
-    finally:
-        y_ear.close()
-        z_ear.close()
+    _assert_pair_hears_each_other(y, "att-y", z, "att-z")
     assert y.api("DELETE", f"/legs/{new_leg}").status_code == 200
     assert disconnected(hooks, z_new)["cdr"]["reason"] == "remote_bye"
 
