@@ -13,6 +13,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
+IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
 LOG_LEVELS = ("debug", "info", "warning", "error")
 
 
@@ -76,6 +78,11 @@ class Settings:
     session_expires: int = 1800
     session_min_se: int = 90
     vsi_ping_interval: float = 30.0
+    # Access control (docs/RELIABILITY.md): API keys, client addresses.
+    api_keys: tuple[str, ...] = ()  # empty: the API is open
+    metrics_public: bool = False  # /metrics without a key when API_KEYS is set
+    allowed_ips: tuple[IpNetwork, ...] = ()  # empty: every client address
+    trust_proxy_headers: bool = False  # believe the leftmost X-Forwarded-For
     extra: dict[str, str] = field(default_factory=dict)
 
 
@@ -105,6 +112,22 @@ def _ip(env: Mapping[str, str], name: str, default: str) -> str:
     except ValueError:
         raise ConfigError(f"{name}: not an IP address: {value!r}") from None
     return value
+
+
+def _list(env: Mapping[str, str], name: str) -> tuple[str, ...]:
+    """A comma-separated list, blanks dropped."""
+    return tuple(item.strip() for item in (_opt(env, name) or "").split(",") if item.strip())
+
+
+def _networks(env: Mapping[str, str], name: str) -> tuple[IpNetwork, ...]:
+    """Comma-separated IPs and CIDRs, v4 and v6."""
+    networks = []
+    for item in _list(env, name):
+        try:
+            networks.append(ipaddress.ip_network(item, strict=False))
+        except ValueError:
+            raise ConfigError(f"{name}: not an IP address or CIDR: {item[:60]!r}") from None
+    return tuple(networks)
 
 
 def _int(env: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
@@ -261,4 +284,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         session_expires=_int(env, "SESSION_EXPIRES", 1800, 1, 86400),
         session_min_se=_int(env, "SESSION_MIN_SE", 90, 1, 86400),
         vsi_ping_interval=_float(env, "VSI_PING_INTERVAL", 30.0),
+        api_keys=_list(env, "API_KEYS"),
+        metrics_public=_bool(env, "METRICS_PUBLIC", False),
+        allowed_ips=_networks(env, "ALLOWED_IPS"),
+        trust_proxy_headers=_bool(env, "TRUST_PROXY_HEADERS", False),
     )

@@ -18,6 +18,7 @@ import uvicorn
 from starlette.types import ASGIApp
 
 from callboard import tls
+from callboard.api.access import AccessPolicy
 from callboard.api.app import create_app
 from callboard.api.commands import Commands
 from callboard.config import Settings
@@ -161,7 +162,9 @@ class Callboard:
         self.bus.add_sink(self.webhooks)
         self.bus.add_sink(self.vsi_hub)
         self.commands = Commands(self.service)
-        self.app = create_app(self.commands, self.vsi_hub, self.metrics)
+        self.app = create_app(
+            self.commands, self.vsi_hub, self.metrics, AccessPolicy.from_settings(settings)
+        )
         self._stopping = False
         self._http: _Uvicorn | None = None
 
@@ -189,6 +192,9 @@ class Callboard:
             lifespan="off",
             ws_ping_interval=None,
             timeout_graceful_shutdown=3,
+            # uvicorn would believe X-Forwarded-For from 127.0.0.1 by default; only
+            # TRUST_PROXY_HEADERS decides that here (api/access.py).
+            proxy_headers=False,
         )
         # The clock starts once HTTP listens: uvicorn's start-up holds the loop for tens of
         # milliseconds, and no call can have media before the API can answer it.

@@ -73,7 +73,11 @@ class ServerProcess:
         self.proc: subprocess.Popen[bytes] | None = None
         self.returncode: int | None = None
         self.stopped = False  # stop() was called
-        self.client = httpx.Client(base_url=self.http, timeout=10.0)
+        # With API_KEYS, the helpers speak with the first key (tests of refusals use their own).
+        keys = [k.strip() for k in self.env.get("API_KEYS", "").split(",") if k.strip()]
+        self.api_key = keys[0] if keys else None
+        auth = {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
+        self.client = httpx.Client(base_url=self.http, timeout=10.0, headers=auth)
         self._log_file: Any = None
 
     # -- lifecycle -----------------------------------------------------------------------
@@ -114,6 +118,8 @@ class ServerProcess:
                 response = self.client.get("/v1/legs", timeout=1.0)
                 if response.status_code == 200 and isinstance(response.json(), list):
                     return
+                if response.status_code == 403 and "ALLOWED_IPS" in self.env:
+                    return  # serving, and refusing this client as configured
                 last_error = f"GET /v1/legs -> {response.status_code}: {response.text[:200]}"
             except (httpx.HTTPError, ValueError) as exc:
                 last_error = repr(exc)

@@ -14,7 +14,7 @@ from typing import Any
 from tests.helpers.audio import band_energy_db, tone, write_wav
 from tests.helpers.baresip import BaresipFactory
 from tests.helpers.chromium import Chromium
-from tests.helpers.server import ServerProcess
+from tests.helpers.server import ServerFactory, ServerProcess
 from tests.helpers.webhooks import WebhookReceiver
 
 BROWSER_HZ = 700
@@ -102,3 +102,22 @@ def test_console_joins_a_room_with_a_phone_and_both_hear_each_other(
         assert ended["quality"]["rtp_packets_received"] > 100
     hooked_server.api("DELETE", f"/legs/{sip_leg}")
     hooked_server.api("DELETE", f"/legs/{dialed['leg_id']}")
+
+
+def test_the_console_asks_for_the_key_of_a_server_that_requires_one(
+    server_factory: ServerFactory, tmp_path: Path
+) -> None:
+    """API_KEYS set: the page shows its key field at once; with the key typed in, its REST
+    calls and its VSI WebSocket (key as `token`) are let in."""
+    server = server_factory(API_KEYS="console-key-1")
+    with Chromium(tmp_path) as browser:
+        browser.open(f"{server.http}/console/?room=keyed")
+        browser.wait_for("!document.getElementById('key-row').hidden", timeout=10)
+        assert "API key" in browser.evaluate("document.getElementById('status').textContent")
+        browser.evaluate(
+            "const k = document.getElementById('api-key'); k.value = 'console-key-1';"
+            "k.dispatchEvent(new Event('change')); window.keyedRooms = null;"
+            "callboardConsole.api('GET', '/v1/rooms').then((r) => { window.keyedRooms = r; });"
+        )
+        assert browser.wait_for("Array.isArray(window.keyedRooms)", timeout=10)
+        assert browser.evaluate("sessionStorage.getItem('callboard-key')") == "console-key-1"

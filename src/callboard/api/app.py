@@ -13,6 +13,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from callboard.api import agents, later, legs, rooms, voiceblender_later, vsi, webrtc
+from callboard.api.access import AccessControl, AccessPolicy
 from callboard.api.commands import Commands
 from callboard.core.errors import CallboardError
 from callboard.events.metrics import Metrics
@@ -67,7 +68,12 @@ def _describe_validation(exc: RequestValidationError, content_type: str | None =
     return "; ".join(parts) or "invalid request"
 
 
-def create_app(commands: Commands, vsi_hub: VsiHub, metrics: Metrics) -> FastAPI:
+def create_app(
+    commands: Commands,
+    vsi_hub: VsiHub,
+    metrics: Metrics,
+    access: AccessPolicy | None = None,
+) -> FastAPI:
     instance_id = commands.instance_id
     app = FastAPI(
         title="Callboard",
@@ -132,4 +138,7 @@ def create_app(commands: Commands, vsi_hub: VsiHub, metrics: Metrics) -> FastAPI
     app.mount("/console", StaticFiles(directory=console, html=True), name="console")
     app.include_router(later.router)
     app.include_router(voiceblender_later.router)
+    if access is not None and access.active:
+        # Outermost: a refused request reaches no route, error handler or body parser.
+        app.add_middleware(AccessControl, policy=access, instance_id=instance_id)
     return app

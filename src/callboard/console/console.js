@@ -6,14 +6,27 @@ const $ = (id) => document.getElementById(id);
 const state = { pc: null, legId: null, roomId: null, muted: false, deaf: false,
                 recording: false, vsi: null, analyser: null, audioContext: null };
 
+// A server started with API_KEYS answers 401 without a key: the page then shows the key field
+// and sends the key as a bearer token (and as `token` on its WebSocket, which has no headers).
+function apiKey() { return $("api-key").value.trim(); }
+
+function askForKey() {
+  $("key-row").hidden = false;
+  setStatus("this server needs an API key");
+  $("api-key").focus();
+}
+
 async function api(method, path, body) {
+  const headers = body === undefined ? {} : { "Content-Type": "application/json" };
+  if (apiKey()) headers.Authorization = `Bearer ${apiKey()}`;
   const response = await fetch(path, {
     method,
-    headers: body === undefined ? {} : { "Content-Type": "application/json" },
+    headers,
     body: body === undefined ? undefined : JSON.stringify(body),
   });
   const text = await response.text();
   const data = text ? JSON.parse(text) : {};
+  if (response.status === 401) askForKey();
   if (!response.ok) {
     const message = `${method} ${path}: ${response.status} ${data.error || text}`;
     logLine(message);
@@ -158,7 +171,8 @@ function watchRoom(roomId) {
   $("room-label").textContent = roomId;
   if (state.vsi) state.vsi.close();
   const scheme = location.protocol === "https:" ? "wss" : "ws";
-  const socket = new WebSocket(`${scheme}://${location.host}/v1/vsi`);
+  const token = apiKey() ? `?token=${encodeURIComponent(apiKey())}` : "";
+  const socket = new WebSocket(`${scheme}://${location.host}/v1/vsi${token}`);
   state.vsi = socket;
   socket.onmessage = (message) => {
     const event = JSON.parse(message.data);
@@ -232,4 +246,10 @@ bind("dial", () => api("POST", "/v1/legs",
 
 const params = new URLSearchParams(location.search);
 if (params.get("room")) $("room").value = params.get("room");
-window.callboardConsole = { state, levels, join, hangup };
+$("api-key").value = sessionStorage.getItem("callboard-key") || "";
+$("api-key").onchange = () => sessionStorage.setItem("callboard-key", apiKey());
+// Ask at once when the server wants a key (the probe itself needs none to be refused).
+fetch("/v1/rooms", { headers: apiKey() ? { Authorization: `Bearer ${apiKey()}` } : {} })
+  .then((response) => { if (response.status === 401) askForKey(); })
+  .catch(() => setStatus("server unreachable"));
+window.callboardConsole = { state, levels, join, hangup, api };
