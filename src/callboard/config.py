@@ -7,6 +7,7 @@ one line naming the variable, which is what an operator reading a crash loop nee
 from __future__ import annotations
 
 import ipaddress
+import math
 import os
 import uuid
 from collections.abc import Mapping
@@ -83,6 +84,15 @@ class Settings:
     metrics_public: bool = False  # /metrics without a key when API_KEYS is set
     allowed_ips: tuple[IpNetwork, ...] = ()  # empty: every client address
     trust_proxy_headers: bool = False  # believe the leftmost X-Forwarded-For
+    sip_allowed_ips: tuple[IpNetwork, ...] = ()  # empty: every source
+    sip_silent_drop: bool = False  # no answer at all to a source not allowed
+    sip_inbound_users: tuple[tuple[str, str], ...] = ()  # digest users for inbound INVITEs
+    sip_invite_rate: float = 50.0  # new INVITEs a second per source address; 0 = no limit
+    sip_invite_burst: int = 100
+    # Resource limits; 0 = none.
+    max_legs: int = 0
+    max_rooms: int = 0
+    max_request_bytes: int = 1_048_576
     extra: dict[str, str] = field(default_factory=dict)
 
 
@@ -143,7 +153,7 @@ def _int(env: Mapping[str, str], name: str, default: int, low: int, high: int) -
     return value
 
 
-def _float(env: Mapping[str, str], name: str, default: float) -> float:
+def _float(env: Mapping[str, str], name: str, default: float, *, allow_zero: bool = False) -> float:
     raw = _opt(env, name)
     if raw is None:
         return default
@@ -151,9 +161,20 @@ def _float(env: Mapping[str, str], name: str, default: float) -> float:
         value = float(raw)
     except ValueError:
         raise ConfigError(f"{name}: not a number: {raw!r}") from None
-    if value <= 0:
+    if not math.isfinite(value) or value < 0 or (value == 0 and not allow_zero):
         raise ConfigError(f"{name}: must be positive, got {raw!r}")
     return value
+
+
+def _users(env: Mapping[str, str], name: str) -> tuple[tuple[str, str], ...]:
+    """`user:password,...` (a password may hold colons, not commas)."""
+    users = []
+    for item in _list(env, name):
+        user, colon, password = item.partition(":")
+        if not colon or not user or not password:
+            raise ConfigError(f"{name}: expected user:password, got an entry without both")
+        users.append((user, password))
+    return tuple(users)
 
 
 def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
@@ -288,4 +309,12 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         metrics_public=_bool(env, "METRICS_PUBLIC", False),
         allowed_ips=_networks(env, "ALLOWED_IPS"),
         trust_proxy_headers=_bool(env, "TRUST_PROXY_HEADERS", False),
+        sip_allowed_ips=_networks(env, "SIP_ALLOWED_IPS"),
+        sip_silent_drop=_bool(env, "SIP_SILENT_DROP", False),
+        sip_inbound_users=_users(env, "SIP_INBOUND_USERS"),
+        sip_invite_rate=_float(env, "SIP_INVITE_RATE", 50.0, allow_zero=True),
+        sip_invite_burst=_int(env, "SIP_INVITE_BURST", 100, 1, 1_000_000),
+        max_legs=_int(env, "MAX_LEGS", 0, 0, 1_000_000),
+        max_rooms=_int(env, "MAX_ROOMS", 0, 0, 1_000_000),
+        max_request_bytes=_int(env, "MAX_REQUEST_BYTES", 1_048_576, 1024, 1 << 30),
     )

@@ -31,6 +31,7 @@ from callboard.media.clock import MediaClock
 from callboard.media.codecs import SUPPORTED_CODECS, create_codec
 from callboard.media.engine import MediaEngine
 from callboard.sip.call_model import TimerSettings
+from callboard.sip.inbound_gate import InboundGate
 from callboard.sip.ua import SipUserAgent
 from callboard.storage import s3
 from callboard.threads import limit_blas_threads
@@ -163,7 +164,21 @@ class Callboard:
         self.bus.add_sink(self.vsi_hub)
         self.commands = Commands(self.service)
         self.app = create_app(
-            self.commands, self.vsi_hub, self.metrics, AccessPolicy.from_settings(settings)
+            self.commands,
+            self.vsi_hub,
+            self.metrics,
+            AccessPolicy.from_settings(settings),
+            max_request_bytes=settings.max_request_bytes,
+        )
+        self.ua.transport.gate = InboundGate(
+            allowed=settings.sip_allowed_ips,
+            silent_drop=settings.sip_silent_drop,
+            users=dict(settings.sip_inbound_users),
+            realm=settings.sip_host,
+            invite_rate=settings.sip_invite_rate,
+            invite_burst=settings.sip_invite_burst,
+            in_dialog=self.ua.router.has_call,
+            at_capacity=self.service.at_capacity,
         )
         self._stopping = False
         self._http: _Uvicorn | None = None
@@ -195,6 +210,7 @@ class Callboard:
             # uvicorn would believe X-Forwarded-For from 127.0.0.1 by default; only
             # TRUST_PROXY_HEADERS decides that here (api/access.py).
             proxy_headers=False,
+            ws_max_size=self.settings.max_request_bytes,
         )
         # The clock starts once HTTP listens: uvicorn's start-up holds the loop for tens of
         # milliseconds, and no call can have media before the API can answer it.

@@ -100,11 +100,11 @@ class Message:
 class UdpPeer:
     """A raw UDP socket that sends datagrams to the server and collects its responses."""
 
-    def __init__(self, target: ServerProcess) -> None:
+    def __init__(self, target: ServerProcess, bind_ip: str = LOCAL) -> None:
         self.target = target
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 21)
-        self.sock.bind((LOCAL, 0))
+        self.sock.bind((bind_ip, 0))  # another loopback address is another source
         self.port = self.sock.getsockname()[1]
         self.responses: list[Message] = []
         self.requests: list[Message] = []
@@ -214,8 +214,8 @@ def _via_port(request: Message) -> str:
 
 
 @contextlib.contextmanager
-def udp_peer(target: ServerProcess) -> Iterator[UdpPeer]:
-    peer = UdpPeer(target)
+def udp_peer(target: ServerProcess, bind_ip: str = LOCAL) -> Iterator[UdpPeer]:
+    peer = UdpPeer(target, bind_ip)
     try:
         yield peer
     finally:

@@ -14,6 +14,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from callboard.api import agents, later, legs, rooms, voiceblender_later, vsi, webrtc
 from callboard.api.access import AccessControl, AccessPolicy
+from callboard.api.body_limit import BodyLimit
 from callboard.api.commands import Commands
 from callboard.core.errors import CallboardError
 from callboard.events.metrics import Metrics
@@ -73,6 +74,7 @@ def create_app(
     vsi_hub: VsiHub,
     metrics: Metrics,
     access: AccessPolicy | None = None,
+    max_request_bytes: int = 0,
 ) -> FastAPI:
     instance_id = commands.instance_id
     app = FastAPI(
@@ -138,6 +140,8 @@ def create_app(
     app.mount("/console", StaticFiles(directory=console, html=True), name="console")
     app.include_router(later.router)
     app.include_router(voiceblender_later.router)
+    if max_request_bytes:
+        app.add_middleware(BodyLimit, limit=max_request_bytes, instance_id=instance_id)
     if access is not None and access.active:
         # Outermost: a refused request reaches no route, error handler or body parser.
         app.add_middleware(AccessControl, policy=access, instance_id=instance_id)

@@ -165,6 +165,8 @@ class Commands:
             ("http://", "https://")
         ):
             raise BadRequest("webhook_url must be an http:// or https:// URL")
+        if body.room_id:
+            self.service.rooms.check_room_capacity(body.room_id)
         leg = await self.service.sip.create_outbound(request)
         if amd is not None:  # before the INVITE goes out: the task that sends it has not run
             self.service.amd.arm(leg, amd)

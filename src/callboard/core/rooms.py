@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 
-from callboard.core.errors import BadRequest, CallboardError, Conflict, NotFound
+from callboard.core.errors import BadRequest, CallboardError, Conflict, NotFound, Unavailable
 from callboard.core.leg import Leg, LegState, LegType
 from callboard.core.lifecycle import Lifecycle, Registration
 from callboard.core.room import Room, check_sample_rate
@@ -65,12 +65,14 @@ class RoomManager:
         lifecycle: Lifecycle,
         find_leg: Callable[[str], Leg],
         default_rate: int,
+        max_rooms: int = 0,
     ) -> None:
         self.engine = engine
         self.bus = bus
         self.lifecycle = lifecycle
         self._find_leg = find_leg
         self.default_rate = default_rate
+        self.max_rooms = max_rooms  # MAX_ROOMS; 0 = no limit
         self.rooms: dict[str, Room] = {}
         # Webhooks of deleted rooms, for events that end after them (recording.finished).
         self.ended_webhooks: OrderedDict[str, WebhookTarget | None] = OrderedDict()
@@ -123,6 +125,7 @@ class RoomManager:
                 raise Conflict(f"room {room_id} is still being deleted (its recording is ending)")
         if webhook_url is not None and not webhook_url.startswith(("http://", "https://")):
             raise BadRequest("webhook_url must be an http:// or https:// URL")
+        self.check_room_capacity()
         rate = check_sample_rate(sample_rate, self.default_rate)
         webhook = WebhookTarget(webhook_url, webhook_secret) if webhook_url else None
         room = Room(
@@ -222,6 +225,14 @@ class RoomManager:
         # the mix as soon as its media is up (CallService.attach_media).
         self._join(room, leg)
         return RoomJoin(room.id, previous or None)
+
+    def check_room_capacity(self, room_id: str | None = None) -> None:
+        """Unavailable (503) when a new room (not `room_id`, if it exists) would pass
+        MAX_ROOMS."""
+        if room_id is not None and room_id in self.rooms:
+            return
+        if self.max_rooms and len(self.rooms) >= self.max_rooms:
+            raise Unavailable(f"too many rooms: MAX_ROOMS ({self.max_rooms}) reached")
 
     def hand_over(self, place: Place, leg: Leg) -> None:
         """`leg` takes `place`: the same flags, and the same room, which it joins before the
@@ -327,7 +338,12 @@ class RoomManager:
             return
         room = self.rooms.get(target)
         if room is None:
-            room = self.create(target, app_id=leg.app_id, auto_created=True)
+            try:
+                room = self.create(target, app_id=leg.app_id, auto_created=True)
+            except CallboardError as exc:  # MAX_ROOMS reached since the leg was created
+                log.warning("leg %s stays out of room %s: %s", leg.id, target, exc)
+                leg.pending_room = None
+                return
         self._join(room, leg)
 
     def leg_gone(self, leg: Leg) -> None:

@@ -16,7 +16,7 @@ from typing import Any
 from callboard.config import Settings
 from callboard.core.agents import AgentManager
 from callboard.core.amd import AnsweringMachineDetection
-from callboard.core.errors import NotFound
+from callboard.core.errors import NotFound, Unavailable
 from callboard.core.leg import Leg, LegState
 from callboard.core.lifecycle import Lifecycle
 from callboard.core.recording import RecordingManager
@@ -71,6 +71,7 @@ class CallService:
             lifecycle=self.lifecycle,
             find_leg=self.get_leg,
             default_rate=settings.default_sample_rate,
+            max_rooms=settings.max_rooms,
         )
         self.recordings = RecordingManager(
             directory=settings.recording_dir,
@@ -101,8 +102,11 @@ class CallService:
             register=self._register,
             spawn=self._spawn,
             hand_over=self.rooms.hand_over,
+            admit=self.admit_leg,
         )
-        self.webrtc = WebRtcLegs(self, settings, self.sip.ports, register=self._register)
+        self.webrtc = WebRtcLegs(
+            self, settings, self.sip.ports, register=self._register, admit=self.admit_leg
+        )
         metrics.set_gauge_sources(lambda: len(self.legs), lambda: len(self.rooms.rooms))
 
     # ---- lifecycle ----
@@ -176,6 +180,19 @@ class CallService:
 
     def list_legs(self) -> list[Leg]:
         return list(self.legs.values())
+
+    def at_capacity(self) -> str | None:
+        """Why no new leg can be taken (MAX_LEGS), or None."""
+        limit = self.settings.max_legs
+        if limit and len(self.legs) >= limit:
+            return f"too many legs: MAX_LEGS ({limit}) reached"
+        return None
+
+    def admit_leg(self) -> None:
+        """Unavailable (503) when a new leg would pass MAX_LEGS; running calls are untouched."""
+        refusal = self.at_capacity()
+        if refusal is not None:
+            raise Unavailable(refusal)
 
     # ---- leg bookkeeping ----
 

@@ -69,6 +69,7 @@ class SipLegs:
         register: Callable[[Leg], None],
         spawn: Callable[[Coroutine[Any, Any, None]], None],
         hand_over: HandOver,
+        admit: Callable[[], None] = lambda: None,
     ) -> None:
         self.host = host
         self.ua = ua
@@ -77,6 +78,7 @@ class SipLegs:
         self._register = register
         self._spawn = spawn
         self._hand_over = hand_over
+        self._admit = admit  # raises when no new leg may be taken (MAX_LEGS)
         self._timeouts = SipTimeouts(
             rtp=settings.rtp_timeout,
             hold=settings.hold_timeout,
@@ -170,6 +172,7 @@ class SipLegs:
         """A new outbound leg, dialling in the background; `watcher` follows its progress
         (a transfer we carry out)."""
         uri, codecs = self.validate_outbound(req)
+        self._admit()
         webhook = WebhookTarget(req.webhook_url, req.webhook_secret) if req.webhook_url else None
         leg = self._new_leg(
             LegType.SIP_OUTBOUND, webhook=webhook, app_id=req.app_id, accept_dtmf=req.accept_dtmf

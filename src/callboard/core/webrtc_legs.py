@@ -35,12 +35,14 @@ class WebRtcLegs:
         ports: PortAllocator,
         *,
         register: Callable[[Leg], None],
+        admit: Callable[[], None] = lambda: None,
     ) -> None:
         self.host = host
         self.settings = settings
         self.ports = ports  # the SIP legs' RTP port range: host candidates are bound in it
         self.ice = ice_config(settings)
         self._register = register
+        self._admit = admit  # raises when no new leg may be taken (MAX_LEGS)
 
     async def create(
         self,
@@ -55,6 +57,7 @@ class WebRtcLegs:
             offer = parse_offer(sdp)
         except OfferError as exc:
             raise BadRequest(str(exc)) from None
+        self._admit()
         rtp = WebRtcRtpSession()
         await rtp.open()
         audio = offer.audio

@@ -1,6 +1,7 @@
 """Digest access authentication for SIP clients (RFC 2617, RFC 7616 SHA-256, RFC 3261 22).
 
-Only the client side: answer a 401/407 challenge with Authorization / Proxy-Authorization.
+The client side: answer a 401/407 challenge with Authorization / Proxy-Authorization. The
+server side (challenging inbound INVITEs) is `digest_server.py`.
 """
 
 from __future__ import annotations
@@ -34,17 +35,7 @@ class DigestChallenge:
 
     @classmethod
     def parse(cls, header_value: str) -> DigestChallenge:
-        scheme, _, rest = header_value.strip().partition(" ")
-        if scheme.lower() != "digest":
-            raise SipParseError(f"not a Digest challenge: {scheme[:20]!r}")
-        params: dict[str, str] = {}
-        for part in split_outside_quotes(rest, ","):
-            if not part.strip():
-                continue
-            name, eq, value = part.partition("=")
-            if not eq:
-                raise SipParseError(f"malformed challenge parameter: {part.strip()[:40]!r}")
-            params[name.strip().lower()] = unquote(value.strip())
+        params = digest_params(header_value)
         realm = params.get("realm")
         nonce = params.get("nonce")
         if realm is None or not nonce:
@@ -57,7 +48,23 @@ class DigestChallenge:
         return cls(realm, nonce, algorithm, qop, params.get("opaque"), stale)
 
 
-def _hasher(algorithm: str) -> Callable[[str | bytes], str]:
+def digest_params(header_value: str) -> dict[str, str]:
+    """The parameters of a `Digest ...` challenge or credentials, names lower-cased."""
+    scheme, _, rest = header_value.strip().partition(" ")
+    if scheme.lower() != "digest":
+        raise SipParseError(f"not Digest: {scheme[:20]!r}")
+    params: dict[str, str] = {}
+    for part in split_outside_quotes(rest, ","):
+        if not part.strip():
+            continue
+        name, eq, value = part.partition("=")
+        if not eq:
+            raise SipParseError(f"malformed digest parameter: {part.strip()[:40]!r}")
+        params[name.strip().lower()] = unquote(value.strip())
+    return params
+
+
+def hasher(algorithm: str) -> Callable[[str | bytes], str]:
     name = "sha256" if algorithm.startswith("SHA-256") else "md5"
 
     def digest(data: str | bytes) -> str:
@@ -86,7 +93,7 @@ def build_authorization(
     body: bytes = b"",
 ) -> str:
     """The Authorization / Proxy-Authorization value answering `challenge`."""
-    h = _hasher(challenge.algorithm)
+    h = hasher(challenge.algorithm)
     qop = choose_qop(challenge.qop)
     session = challenge.algorithm.endswith("-sess")
     if (qop is not None or session) and cnonce is None:

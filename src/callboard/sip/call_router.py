@@ -89,6 +89,10 @@ class CallRouter:
 
     # ---- sessions ---------------------------------------------------------------------------
 
+    def has_call(self, call_id: str, local_tag: str) -> bool:
+        """One of our calls has this Call-ID and our tag (an in-dialog request's to-tag)."""
+        return (call_id, local_tag) in self._calls
+
     def new_outbound(self, local_port: int, codecs: Iterable[str]) -> InviteSession:
         session = self._new_session(
             outbound=True,

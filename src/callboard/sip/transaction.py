@@ -193,6 +193,14 @@ class TransactionLayer:
         if isinstance(tx, InviteServerTransaction) and tx.state is TxState.ACCEPTED:
             self._accepted[(response.call_id, response.cseq[0])] = tx
 
+    def has_server_transaction(self, request: SipRequest) -> bool:
+        """A retransmission of a request already in a server transaction."""
+        method = "INVITE" if request.method == "ACK" else request.method
+        try:
+            return server_key(request, method) in self._servers
+        except SipParseError:
+            return False
+
     def send_stateless(
         self, message: SipRequest | SipResponse, dest: tuple[str, int], transport: str
     ) -> None:

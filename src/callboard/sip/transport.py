@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
-from typing import cast
+from typing import TYPE_CHECKING, cast
 
 from callboard.sip.deadline_timer import DeadlineTimer
 from callboard.sip.errors import SipParseError
@@ -20,9 +20,14 @@ from callboard.sip.message import (
     SipRequest,
     SipResponse,
     StreamFramer,
+    generate_tag,
+    make_response,
     parse_message,
 )
 from callboard.sip.transaction import TransactionLayer, TxEvent
+
+if TYPE_CHECKING:
+    from callboard.sip.inbound_gate import InboundGate
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +42,8 @@ _STAT_NAMES = (
     "oversize",
     "dropped",
     "bad_requests_answered",
+    "refused_by_policy",
+    "dropped_by_policy",
     "sent",
     "send_errors",
     "tcp_connections",
@@ -66,6 +73,7 @@ class SipTransport:
         self._idle_timeout = idle_timeout
         self.max_message_size = max_message_size
         self.stats: dict[str, int] = dict.fromkeys(_STAT_NAMES, 0)
+        self.gate: InboundGate | None = None  # screens new requests (sip/inbound_gate.py)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._udp: asyncio.DatagramTransport | None = None
         self._server: asyncio.Server | None = None
@@ -170,12 +178,38 @@ class SipTransport:
         try:
             if isinstance(message, SipRequest):
                 stamp_via_source(message, source)
+                if self._refused(message, source, transport):
+                    return
             events = self._layer.receive(message, source, transport, self._now())
         except Exception:
             log.exception("transaction layer failed on a message from %s", source)
             return
         self._dispatch(events)
         self._pump()
+
+    def _refused(self, request: SipRequest, source: Address, transport: str) -> bool:
+        """Ask the gate about a request that is not a retransmission; answer (statelessly)
+        or drop one it refuses."""
+        gate = self.gate
+        if gate is None or self._layer.has_server_transaction(request):
+            return False
+        refusal = gate.screen(request, source[0], self._now())
+        if refusal is None:
+            return False
+        if refusal.status == 0:
+            self.stats["dropped_by_policy"] += 1
+            log.debug("dropped %s from %s: %s", request.method, source, refusal.reason)
+            return True
+        self.stats["refused_by_policy"] += 1
+        log.debug("refused %s from %s: %d %s", request.method, source, refusal.status,
+                  refusal.reason)  # fmt: skip
+        headers = list(refusal.headers)
+        if refusal.status == 503 and refusal.reason:
+            headers.append(("Warning", f'399 callboard "{refusal.reason}"'))
+        response = make_response(request, refusal.status, to_tag=generate_tag(),
+                                 extra_headers=headers)  # fmt: skip
+        self.send_stateless(response, source, transport)
+        return True
 
     def _reject_malformed(self, data: bytes, source: Address, error: SipParseError) -> None:
         self.stats["oversize" if error.status == 513 else "parse_errors"] += 1
