@@ -86,6 +86,9 @@ class Instance:
             "RTP_PORT_MAX": str(rtp_low + 3999),
             "INSTANCE_ID": name,
             "LOG_LEVEL": os.environ.get("BENCH_LOG_LEVEL", "warning"),
+            # The load generator is one source standing for many callers (as a trunk is):
+            # the per-source INVITE limit is lifted as such a user would (README).
+            "SIP_INVITE_RATE": "0",
             **(extra_env or {}),
         }
         # The environment a user has: nothing here tunes the server (no BLAS thread limits;
