@@ -160,6 +160,8 @@ class Callboard:
         )
         self.service = CallService(settings, self.bus, self.metrics, self.ua, self.engine)
         self.webhooks = WebhookSink(self.service.resolve_webhook)
+        self.metrics.add_webhooks(self.webhooks)
+        self.metrics.add_sip_transport(self.ua.transport.stats)
         self.bus.add_sink(self.webhooks)
         self.bus.add_sink(self.vsi_hub)
         self.commands = Commands(self.service)

@@ -352,3 +352,44 @@ def test_dead_webhook_does_not_slow_the_api_or_block_calls(
         assert a.api("GET", "/legs").json() == [] and b.api("GET", "/legs").json() == []
     finally:
         hanging.close()
+
+
+def test_a_failing_receiver_trips_the_breaker_then_gets_every_event_once_back(
+    server_factory: ServerFactory, webhook_receiver: WebhookReceiver
+) -> None:
+    """A receiver answering 500: after a few attempts the destination pauses (the metrics say
+    so) while the API stays quick; once it answers again every event arrives, each with its
+    own event_id, sent as X-Event-Id, the same on every attempt of one event."""
+    hooks = webhook_receiver
+    hooks.fail_first(10_000)
+    server = server_factory(WEBHOOK_URL=hooks.url)
+    started = time.perf_counter()
+    for n in range(12):
+        assert server.api("POST", "/rooms", json={"id": f"r{n}"}).status_code == 201
+    assert time.perf_counter() - started < 2.0
+    destination = f'destination="http://127.0.0.1:{hooks.port}"'
+    _wait_for_metric(server, f"callboard_webhook_circuit_open{{{destination}}} 1.0")
+    attempts = len(hooks.requests)
+    time.sleep(2.0)
+    assert len(hooks.requests) - attempts <= 3  # paused: a probe, not a retry storm
+    hooks.fail_first(0)
+    hooks.wait_for_count(12, "room.created", timeout=30)
+    delivered = hooks.events("room.created")
+    ids = [event["event_id"] for event in delivered]
+    assert len(set(ids)) == 12
+    for event in delivered:
+        assert event.request.headers["x-event-id"] == event["event_id"]
+    for request in hooks.requests:  # failed attempts carried the id of their event
+        body = json.loads(request.body)
+        assert request.headers["x-event-id"] == body["event_id"]
+    _wait_for_metric(
+        server, f'callboard_webhook_events_total{{{destination},outcome="delivered"}} 12.0'
+    )
+    _wait_for_metric(server, f"callboard_webhook_circuit_open{{{destination}}} 0.0")
+
+
+def _wait_for_metric(server: ServerProcess, line: str, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while line not in server.api("GET", "/metrics").text:
+        assert time.monotonic() < deadline, f"/metrics never showed {line}"
+        time.sleep(0.1)

@@ -13,7 +13,7 @@ from dataclasses import dataclass, fields
 from typing import ClassVar
 
 # Keys of the envelope the bus writes itself; no event field may take one.
-ENVELOPE_KEYS = ("type", "timestamp", "instance_id", "app_id")
+ENVELOPE_KEYS = ("type", "event_id", "timestamp", "instance_id", "app_id")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
 from enum import Enum
@@ -21,8 +22,9 @@ from callboard.events.base import Event, payload_keys
 logger = logging.getLogger(__name__)
 
 Envelope = dict[str, Any]
-"""An event on the wire: `type`, `timestamp`, `instance_id`, the ids of the leg or room it is
-about, `app_id` when that leg or room has one, and the event's own fields, flat."""
+"""An event on the wire: `type`, `event_id` (a UUID), `timestamp`, `instance_id`, the ids of
+the leg or room it is about, `app_id` when that leg or room has one, and the event's own
+fields, flat."""
 
 Sink = Callable[[Envelope], None]
 
@@ -103,6 +105,8 @@ class EventBus:
         kind = event.type
         envelope: Envelope = {
             "type": kind,
+            # Stable across webhook retries and the VSI: receivers drop duplicates by it.
+            "event_id": str(uuid.uuid4()),
             "timestamp": utc_timestamp(),
             "instance_id": self.instance_id,
         }

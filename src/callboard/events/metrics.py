@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from functools import partial
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -23,6 +23,11 @@ from prometheus_client import (
     ProcessCollector,
     generate_latest,
 )
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+if TYPE_CHECKING:
+    from callboard.events.webhooks import WebhookSink
 
 logger = logging.getLogger(__name__)
 
@@ -125,6 +130,14 @@ class Metrics:
             registry=self.registry,
         ).set_function(frames)
 
+    def add_webhooks(self, sink: WebhookSink) -> None:
+        """Per-destination webhook counters and breaker state, read at scrape time."""
+        self.registry.register(_WebhookCollector(sink))
+
+    def add_sip_transport(self, stats: dict[str, int]) -> None:
+        """SIP requests the inbound gate refused (answered) or dropped (SIP_SILENT_DROP)."""
+        self.registry.register(_SipGateCollector(stats))
+
     def set_gauge_sources(
         self, active_legs: Callable[[], int], active_rooms: Callable[[], int]
     ) -> None:
@@ -156,3 +169,46 @@ class Metrics:
     def render(self) -> tuple[bytes, str]:
         """Body and Content-Type for GET /metrics."""
         return generate_latest(self.registry), CONTENT_TYPE_LATEST
+
+
+class _SipGateCollector(Collector):
+    def __init__(self, stats: dict[str, int]) -> None:
+        self._stats = stats
+
+    def collect(self) -> Iterator[Metric]:
+        screened = CounterMetricFamily(
+            "callboard_sip_requests_screened",
+            "Inbound SIP requests refused by policy (allow-list, rate limit, capacity, auth)",
+            labels=["action"],
+        )
+        screened.add_metric(["refused"], self._stats.get("refused_by_policy", 0))
+        screened.add_metric(["dropped"], self._stats.get("dropped_by_policy", 0))
+        yield screened
+
+
+class _WebhookCollector(Collector):
+    def __init__(self, sink: WebhookSink) -> None:
+        self._sink = sink
+
+    def collect(self) -> Iterator[Metric]:
+        events = CounterMetricFamily(
+            "callboard_webhook_events",
+            "Webhook events per destination: delivered, retried (attempts after the first), "
+            "failed (all attempts used), dropped (queue full or closed)",
+            labels=["destination", "outcome"],
+        )
+        tripped = GaugeMetricFamily(
+            "callboard_webhook_circuit_open",
+            "1 while a destination's circuit breaker is open or probing",
+            labels=["destination"],
+        )
+        for name, destination in list(self._sink.destinations.items()):
+            stats = destination.stats
+            for outcome in ("delivered", "retried", "failed", "dropped"):
+                events.add_metric([name, outcome], getattr(stats, outcome))
+            tripped.add_metric([name], 1.0 if destination.tripped else 0.0)
+        yield events
+        yield tripped
+        yield GaugeMetricFamily(
+            "callboard_webhook_queued", "Webhook events waiting or in flight", self._sink.queued
+        )

@@ -12,6 +12,12 @@ Scheduling model (why it looks like this):
   slots that other keys need.
 - After an attempt the key goes to the back of the ready queue, so one busy leg cannot starve
   the others.
+- Each destination (scheme, host and port) has a circuit breaker: after BREAKER_THRESHOLD
+  failed attempts in a row it opens for a cool-down (doubling up to BREAKER_MAX_COOLDOWN);
+  its lanes then wait on a timer without attempting, and the first attempt after the
+  cool-down probes it. A tripped destination holds at most half the queue, so one that is
+  down for minutes cannot crowd out the others; past that its new events are dropped and
+  counted.
 """
 
 from __future__ import annotations
@@ -41,6 +47,10 @@ _MAX_RESPONSE_BYTES = 64 * 1024
 _DROP_WARNING_INTERVAL = 5.0
 # Backoff delays are stretched by up to this fraction so that retries to one endpoint spread out.
 _JITTER = 0.1
+BREAKER_THRESHOLD = 5  # failed attempts in a row that open a destination's breaker
+BREAKER_COOLDOWN = 5.0  # first open period, seconds; doubles while probes keep failing
+BREAKER_MAX_COOLDOWN = 60.0
+_MAX_DESTINATIONS = 1024  # destinations remembered for stats; idle ones are forgotten first
 
 
 @dataclass(frozen=True)
@@ -78,6 +88,53 @@ class WebhookStats:
     retried: int = 0  # attempts after the first
 
 
+@dataclass
+class Destination:
+    """One receiver (scheme://host:port): its counters and its circuit breaker."""
+
+    threshold: int = BREAKER_THRESHOLD
+    first_cooldown: float = BREAKER_COOLDOWN
+    stats: WebhookStats = field(default_factory=WebhookStats)
+    outstanding: int = 0
+    failures_in_a_row: int = 0
+    open_until: float = 0.0  # loop time; the breaker is open before it
+    cooldown: float = BREAKER_COOLDOWN
+
+    def is_open(self, now: float) -> bool:
+        return now < self.open_until
+
+    @property
+    def tripped(self) -> bool:
+        """Open, or probing after being open: not known to be back."""
+        return self.failures_in_a_row >= self.threshold
+
+    def succeeded(self) -> None:
+        self.failures_in_a_row = 0
+        self.cooldown = self.first_cooldown
+
+    def failed(self, now: float) -> bool:
+        """Count a failed attempt; True when it opens the breaker. Attempts that were in
+        flight when it opened do not open it again (nor lengthen the cool-down)."""
+        if self.is_open(now):
+            return False
+        self.failures_in_a_row += 1
+        if self.failures_in_a_row < self.threshold:
+            return False
+        self.open_until = now + self.cooldown
+        self.cooldown = min(self.cooldown * 2, BREAKER_MAX_COOLDOWN)
+        return True
+
+
+def destination_of(url: str) -> str:
+    """The receiver a URL names, for the breaker and the metrics' label."""
+    try:
+        parsed = httpx.URL(url)
+        port = parsed.port or (443 if parsed.scheme == "https" else 80)
+        return f"{parsed.scheme}://{parsed.host}:{port}"
+    except Exception:
+        return "<unparseable url>"
+
+
 @dataclass(slots=True)
 class _Delivery:
     target: WebhookTarget
@@ -110,6 +167,8 @@ class WebhookSink:
         max_queue: int = 10000,
         concurrency: int = 32,
         client: httpx.AsyncClient | None = None,
+        breaker_threshold: int = BREAKER_THRESHOLD,
+        breaker_cooldown: float = BREAKER_COOLDOWN,
     ) -> None:
         if attempts < 1 or concurrency < 1 or max_queue < 1:
             raise ValueError("attempts, concurrency and max_queue must be at least 1")
@@ -122,6 +181,9 @@ class WebhookSink:
         self._client = client
         self._owns_client = client is None
         self.stats = WebhookStats()
+        self.destinations: dict[str, Destination] = {}
+        self._breaker = (breaker_threshold, breaker_cooldown)
+        self._per_destination = max(1, max_queue // 2)
 
         self._lanes: dict[Hashable, deque[_Delivery]] = {}
         self._ready: asyncio.Queue[Hashable] = asyncio.Queue()
@@ -150,10 +212,29 @@ class WebhookSink:
         except Exception:
             logger.exception("webhook enqueue failed for %s", event.get("type"))
 
+    def destination(self, url: str) -> Destination:
+        name = destination_of(url)
+        found = self.destinations.get(name)
+        if found is None:
+            if len(self.destinations) >= _MAX_DESTINATIONS:
+                idle = next((k for k, d in self.destinations.items() if not d.outstanding), None)
+                if idle is not None:
+                    del self.destinations[idle]
+            threshold, cooldown = self._breaker
+            found = self.destinations[name] = Destination(threshold, cooldown, cooldown=cooldown)
+        return found
+
     def _enqueue(self, event: Envelope, target: WebhookTarget) -> None:
-        if not self._accepting or self._outstanding >= self._max_queue:
+        destination = self.destination(target.url)
+        if (
+            not self._accepting
+            or self._outstanding >= self._max_queue
+            or (destination.tripped and destination.outstanding >= self._per_destination)
+        ):
+            destination.stats.dropped += 1
             self._drop()
             return
+        destination.outstanding += 1
         key = ordering_key(event, target)
         lane = self._lanes.get(key)
         if lane is None:
@@ -234,6 +315,11 @@ class WebhookSink:
         if self._outstanding:
             logger.warning("webhook sink closed with %d undelivered event(s)", self._outstanding)
             self.stats.dropped += self._outstanding
+        for lane in self._lanes.values():
+            for delivery in lane:
+                destination = self.destination(delivery.target.url)
+                destination.stats.dropped += 1
+                destination.outstanding -= 1
         self._outstanding = 0
         self._lanes.clear()
         self._idle.set()
@@ -244,12 +330,20 @@ class WebhookSink:
     # -- the asynchronous side: workers, one attempt at a time ---------------------------------
 
     async def _work(self) -> None:
+        loop = asyncio.get_running_loop()
         while True:
             key = await self._ready.get()
             lane = self._lanes.get(key)
             if not lane:
                 continue  # defensive: a key is only queued while its lane holds events
             delivery = lane[0]
+            destination = self.destination(delivery.target.url)
+            now = loop.time()
+            if destination.is_open(now):
+                # Wait out the cool-down without an attempt; spread the lanes' probes.
+                delay = destination.open_until - now + random.uniform(0.0, 1.0)
+                self._timers[key] = loop.call_later(delay, self._backoff_done, key)
+                continue
             try:
                 ok = await self._attempt(delivery)
             except Exception as exc:  # a bug must cost one attempt, never the worker
@@ -257,17 +351,29 @@ class WebhookSink:
                 delivery.last_outcome = type(exc).__name__
                 ok = False
             if ok:
+                destination.succeeded()
+                destination.stats.delivered += 1
                 self.stats.delivered += 1
                 self._finish_head(key)
-            elif delivery.attempts < self._attempts:
+                continue
+            if destination.failed(loop.time()):
+                logger.warning(
+                    "webhook destination %s: %d failed attempts in a row (%s); pausing it "
+                    "for %.0f s",
+                    destination_of(delivery.target.url),
+                    destination.failures_in_a_row,
+                    delivery.last_outcome,
+                    destination.open_until - loop.time(),
+                )
+            if delivery.attempts < self._attempts:
                 self.stats.retried += 1
+                destination.stats.retried += 1
                 delay = self._backoff * 2 ** (delivery.attempts - 1)
                 delay *= 1.0 + random.uniform(0.0, _JITTER)
-                self._timers[key] = asyncio.get_running_loop().call_later(
-                    delay, self._backoff_done, key
-                )
+                self._timers[key] = loop.call_later(delay, self._backoff_done, key)
             else:
                 self.stats.failed += 1
+                destination.stats.failed += 1
                 logger.warning(
                     "webhook delivery failed after %d attempt(s): %s -> %s (event %s)",
                     delivery.attempts,
@@ -283,7 +389,8 @@ class WebhookSink:
 
     def _finish_head(self, key: Hashable) -> None:
         lane = self._lanes[key]
-        lane.popleft()
+        done = lane.popleft()
+        self.destination(done.target.url).outstanding -= 1
         if lane:
             self._ready.put_nowait(key)  # back of the queue: fairness across keys
         else:
@@ -298,6 +405,9 @@ class WebhookSink:
         if delivery.body is None:
             delivery.body = event_json(delivery.event).encode("utf-8")
             delivery.headers = {"Content-Type": "application/json", "User-Agent": USER_AGENT}
+            event_id = delivery.event.get("event_id")
+            if event_id:
+                delivery.headers["X-Event-Id"] = str(event_id)
             if delivery.target.secret:
                 delivery.headers["X-Signature-256"] = sign(delivery.body, delivery.target.secret)
         delivery.attempts += 1

@@ -4,6 +4,7 @@ import json
 import logging
 import math
 import re
+import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -33,7 +34,9 @@ def test_envelope_is_flat_and_handed_to_sinks() -> None:
 
     assert seen == [event]
     assert seen[0] is event
-    assert list(event)[:3] == ["type", "timestamp", "instance_id"]
+    assert list(event)[:4] == ["type", "event_id", "timestamp", "instance_id"]
+    assert uuid.UUID(event["event_id"]).version == 4
+    assert bus.publish(LegConnected(leg_type="sip_inbound"))["event_id"] != event["event_id"]
     assert event["type"] == "leg.connected"
     assert event["instance_id"] == "inst-1"
     assert event["leg_id"] == "L1"
@@ -50,7 +53,7 @@ def test_utc_timestamp_format() -> None:
 def test_none_fields_are_left_out_and_keyword_fields_lose_their_underscore() -> None:
     bus = EventBus("i")
     ringing = bus.publish(LegRinging(uri="sip:bob@example.com", from_="alice"), leg_id="L")
-    assert {k: v for k, v in ringing.items() if k != "timestamp"} == {
+    assert {k: v for k, v in ringing.items() if k not in ("timestamp", "event_id")} == {
         "type": "leg.ringing",
         "instance_id": "i",
         "leg_id": "L",
@@ -62,7 +65,8 @@ def test_none_fields_are_left_out_and_keyword_fields_lose_their_underscore() -> 
         RecordingFinished(file="/r.wav", participant_files={}), room_id="R", app_id="sales"
     )
     assert set(finished) == {
-        "type", "timestamp", "instance_id", "room_id", "app_id", "file", "participant_files"
+        "type", "event_id", "timestamp", "instance_id", "room_id", "app_id", "file",
+        "participant_files",
     }  # fmt: skip
 
 

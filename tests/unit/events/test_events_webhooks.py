@@ -313,3 +313,66 @@ async def test_unrouted_and_raising_resolver_send_nothing(
     await sink.close()
     assert [b["n"] for b in receiver.bodies()] == ["routed"]
     assert sink.stats.delivered == 1
+
+
+async def test_every_delivery_carries_its_event_id(
+    receiver: HttpReceiver, sinks: list[WebhookSink]
+) -> None:
+    receiver.decide = fail_first(1)
+    bus, sink = await make_sink(sinks, WebhookTarget(receiver.url), backoff=0.01)
+    event = bus.publish(CONNECTED, leg_id="L1")
+    await wait_until(lambda: sink.stats.delivered == 1)
+    ids = [r.headers["x-event-id"] for r in receiver.requests]
+    assert ids == [event["event_id"], event["event_id"]]  # the retry repeats it
+    assert receiver.requests[1].json()["event_id"] == event["event_id"]
+
+
+async def test_a_failing_destination_trips_its_breaker_and_recovers(
+    receiver: HttpReceiver, sinks: list[WebhookSink]
+) -> None:
+    """Twenty legs' events to a receiver answering 500: after three failures in a row the
+    destination pauses (no attempts for the cool-down), then one probe; once the receiver
+    is back every event is delivered, in order per leg."""
+    receiver.decide = lambda _req: 500
+    bus, sink = await make_sink(
+        sinks,
+        WebhookTarget(receiver.url),
+        backoff=0.01,
+        attempts=50,
+        concurrency=2,
+        breaker_threshold=3,
+        breaker_cooldown=0.5,
+    )
+    for n in range(40):
+        bus.publish(Probe(n=n), leg_id=f"L{n % 20}")
+    await wait_until(lambda: len(receiver.requests) >= 3)
+    await asyncio.sleep(0.3)
+    paused = len(receiver.requests)
+    assert paused <= 3 + 2  # the threshold, and attempts already in flight
+    destination = sink.destinations[f"http://127.0.0.1:{receiver.port}"]
+    assert destination.tripped and destination.stats.retried >= 3
+    receiver.decide = lambda _req: 200
+    await wait_until(lambda: sink.stats.delivered == 40, timeout=10)
+    assert not destination.tripped and destination.stats.delivered == 40
+    by_leg: dict[str, list[int]] = {}
+    for body in receiver.bodies():
+        if "n" in body:
+            by_leg.setdefault(body["leg_id"], []).append(body["n"])
+    assert all(ns == sorted(ns) and len(set(ns)) == 2 for ns in by_leg.values())
+
+
+async def test_a_tripped_destination_cannot_fill_the_whole_queue(
+    receiver: HttpReceiver, sinks: list[WebhookSink]
+) -> None:
+    receiver.decide = lambda _req: 500
+    bus, sink = await make_sink(
+        sinks, WebhookTarget(receiver.url), backoff=0.01, attempts=50, max_queue=20,
+        breaker_threshold=2, breaker_cooldown=30,
+    )  # fmt: skip
+    bus.publish(Probe(n=0), leg_id="first")
+    await wait_until(lambda: sink.destinations[f"http://127.0.0.1:{receiver.port}"].tripped)
+    for n in range(30):
+        bus.publish(Probe(n=n), leg_id=f"L{n}")
+    destination = sink.destinations[f"http://127.0.0.1:{receiver.port}"]
+    assert destination.outstanding == 10  # half of max_queue
+    assert destination.stats.dropped == 21 and sink.stats.dropped == 21
