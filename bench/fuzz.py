@@ -72,7 +72,7 @@ def seeds() -> list[bytes]:
                 "Content-Type: application/sdp",
             ],
             SDP,
-        ),  # fmt: skip
+        ),
         _message(
             "INVITE sip:bob@192.0.2.1;transport=tcp SIP/2.0",
             [
@@ -90,7 +90,7 @@ def seeds() -> list[bytes]:
                 "c: application/sdp",
             ],
             SDP,
-        ),  # fmt: skip
+        ),
         _message(
             "SIP/2.0 180 Ringing",
             [via.format(b="2"), *common[:-1], "CSeq: 1 INVITE"],
@@ -109,7 +109,7 @@ def seeds() -> list[bytes]:
                 "CSeq: 3 REFER",
                 "Refer-To: <sip:carol@198.51.100.7?Replaces=c%40h%3Bto-tag%3Da%3Bfrom-tag%3Db>",
             ],
-        ),  # fmt: skip
+        ),
         SDP.encode(),
     ]
 
