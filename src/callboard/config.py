@@ -93,6 +93,10 @@ class Settings:
     max_legs: int = 0
     max_rooms: int = 0
     max_request_bytes: int = 1_048_576
+    # Server-side fetches (outbound_guard.py)
+    fetch_deny_private: bool = False
+    fetch_max_bytes: int = 50 * 1024 * 1024
+    fetch_timeout: float = 10.0
     extra: dict[str, str] = field(default_factory=dict)
 
 
@@ -317,4 +321,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         max_legs=_int(env, "MAX_LEGS", 0, 0, 1_000_000),
         max_rooms=_int(env, "MAX_ROOMS", 0, 0, 1_000_000),
         max_request_bytes=_int(env, "MAX_REQUEST_BYTES", 1_048_576, 1024, 1 << 30),
+        fetch_deny_private=_bool(env, "FETCH_DENY_PRIVATE", False),
+        fetch_max_bytes=_int(env, "FETCH_MAX_BYTES", 50 * 1024 * 1024, 1024, 1 << 34),
+        fetch_timeout=_float(env, "FETCH_TIMEOUT", 10.0),
     )

@@ -30,6 +30,7 @@ from callboard.events.webhooks import WebhookSink
 from callboard.media.clock import MediaClock
 from callboard.media.codecs import SUPPORTED_CODECS, create_codec
 from callboard.media.engine import MediaEngine
+from callboard.outbound_guard import FetchPolicy, set_policy
 from callboard.sip.call_model import TimerSettings
 from callboard.sip.inbound_gate import InboundGate
 from callboard.sip.ua import SipUserAgent
@@ -159,7 +160,14 @@ class Callboard:
             ),
         )
         self.service = CallService(settings, self.bus, self.metrics, self.ua, self.engine)
-        self.webhooks = WebhookSink(self.service.resolve_webhook)
+        set_policy(
+            FetchPolicy(
+                deny_private=settings.fetch_deny_private,
+                max_bytes=settings.fetch_max_bytes,
+                timeout=settings.fetch_timeout,
+            )
+        )
+        self.webhooks = WebhookSink(self.service.resolve_webhook, timeout=settings.fetch_timeout)
         self.metrics.add_webhooks(self.webhooks)
         self.metrics.add_sip_transport(self.ua.transport.stats)
         self.bus.add_sink(self.webhooks)

@@ -4,12 +4,15 @@ trusted proxy headers. Refusals are JSON, and the key never reaches the log."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import httpx
 import pytest
 from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect
 
 from tests.helpers.server import ServerFactory
+from tests.helpers.vsi import VsiClient
 
 KEY = "k-7f3a9c2e5b1d4068"
 
@@ -64,3 +67,17 @@ def test_allowed_ips_refuse_other_clients_and_trust_proxies_only_when_told(
 
     local = server_factory(ALLOWED_IPS="127.0.0.1/32,::1")
     assert httpx.get(f"{local.http}/v1/legs", timeout=5).status_code == 200
+
+
+def test_fetch_deny_private_refuses_private_playback_urls(
+    server_factory: ServerFactory, vsi_client_factory: Callable[..., VsiClient]
+) -> None:
+    server = server_factory(FETCH_DENY_PRIVATE="true")
+    events = vsi_client_factory(server)
+    assert events.recv() == {"type": "connected"}
+    assert server.api("POST", "/rooms", json={"id": "p"}).status_code == 201
+    body = {"url": f"{server.http}/v1/health", "mime_type": "audio/wav"}
+    started = server.api("POST", "/rooms/p/play", json=body)
+    assert started.status_code in (200, 201, 202), started.text
+    error = events.wait_for("playback.error", room_id="p", timeout=10)
+    assert "FETCH_DENY_PRIVATE" in error["error"], error

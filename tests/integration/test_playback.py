@@ -491,3 +491,11 @@ def test_continuous_tones_as_received(call: Call, name: str) -> None:
         carrier = band_energy_db(body, RATE, 425, 10)
         for side in (400, 450):
             assert band_energy_db(body, RATE, side, 10) - carrier == pytest.approx(-6.9, abs=1)
+
+
+def test_a_cloud_metadata_address_is_never_fetched(call: Call, hooks: WebhookReceiver) -> None:
+    since = hooks.mark()
+    url = "http://169.254.169.254/latest/meta-data/iam/security-credentials/role.wav"
+    pb = play(call.a, f"/legs/{call.a_leg}/play", url=url, mime_type="audio/wav")
+    error = hooks.wait_for("playback.error", since=since, playback_id=pb)
+    assert "link-local, metadata" in error["error"], error

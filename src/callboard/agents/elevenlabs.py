@@ -37,7 +37,7 @@ from callboard.agents.base import (
 from callboard.agents.socket import AgentSocket, bridge, open_socket, send_now
 from callboard.media.g711 import ulaw_decode, ulaw_encode
 from callboard.media.resample import Resampler
-from callboard.tls import client_context
+from callboard.outbound_guard import guarded_client
 
 log = logging.getLogger(__name__)
 
@@ -106,7 +106,7 @@ class ElevenLabsClient:
     async def _signed_url(self) -> str:
         url = f"{self.base_url}{SIGNED_URL_PATH}?agent_id={quote(self.options.agent_id)}"
         try:
-            async with httpx.AsyncClient(timeout=OPEN_TIMEOUT, verify=client_context()) as http:
+            async with guarded_client(timeout=OPEN_TIMEOUT) as http:
                 response = await http.get(url, headers={"xi-api-key": self.api_key})
         except httpx.HTTPError as exc:
             raise AgentError(f"elevenlabs: cannot get a signed URL: {exc!r}") from None

@@ -35,6 +35,7 @@ from callboard.agents.base import (
     AgentError,
     AgentLink,
 )
+from callboard.outbound_guard import FetchRefused, check_url
 from callboard.tls import websocket_ssl
 
 log = logging.getLogger(__name__)
@@ -96,6 +97,7 @@ async def open_socket(
     origin: str | None = None,
 ) -> AgentSocket:
     try:
+        await check_url(url)
         return await connect(  # type: ignore[return-value]
             url,
             create_connection=AgentSocket,
@@ -118,6 +120,8 @@ async def open_socket(
         ) from None
     except InvalidURI as exc:
         raise AgentError(f"{provider}: bad URL: {exc}") from None
+    except FetchRefused as exc:
+        raise AgentError(f"{provider}: {exc}") from None
     except (OSError, TimeoutError, WebSocketException) as exc:
         raise AgentError(f"{provider}: cannot connect: {exc or type(exc).__name__}") from None
 

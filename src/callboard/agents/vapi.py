@@ -30,7 +30,7 @@ from callboard.agents.base import (
     pcm_bytes,
 )
 from callboard.agents.socket import AgentSocket, bridge, open_socket, send_now
-from callboard.tls import client_context
+from callboard.outbound_guard import guarded_client
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +78,7 @@ class VapiClient:
 
     async def _create_call(self) -> tuple[str, str | None, str]:
         try:
-            async with httpx.AsyncClient(timeout=OPEN_TIMEOUT, verify=client_context()) as http:
+            async with guarded_client(timeout=OPEN_TIMEOUT) as http:
                 response = await http.post(
                     f"{self.base_url}/call",
                     json=self.request,
@@ -135,7 +135,7 @@ class VapiClient:
             raise InjectionUnsupported("this VAPI call has no control URL (monitor plan off)")
         body = {"type": "add-message", "message": {"role": "system", "content": message}}
         try:
-            async with httpx.AsyncClient(timeout=CONTROL_TIMEOUT, verify=client_context()) as http:
+            async with guarded_client(timeout=CONTROL_TIMEOUT) as http:
                 response = await http.post(
                     self.control_url, json=body, headers={"Authorization": f"Bearer {self.api_key}"}
                 )

@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 import httpx
 
 from callboard.core.errors import BadRequest
+from callboard.outbound_guard import GuardedTransport, policy
 from callboard.tls import client_context
 
 log = logging.getLogger(__name__)
@@ -38,7 +39,12 @@ class DownloadLimits:
     high_water: int = 8 * 1024 * 1024
 
 
-DEFAULT_LIMITS = DownloadLimits()
+def configured_limits() -> DownloadLimits:
+    """The limits FETCH_MAX_BYTES and FETCH_TIMEOUT set (outbound_guard's policy)."""
+    fetch = policy()
+    return DownloadLimits(
+        max_bytes=fetch.max_bytes, connect_timeout=fetch.timeout, read_timeout=fetch.timeout
+    )
 
 
 class ByteSink(Protocol):
@@ -79,13 +85,14 @@ def shown_url(url: str) -> str:
 async def download(
     url: str,
     sink: ByteSink,
-    limits: DownloadLimits = DEFAULT_LIMITS,
+    limits: DownloadLimits | None = None,
     *,
     transport: httpx.AsyncBaseTransport | None = None,
 ) -> int:
     """Stream `url` into `sink` and finish it; returns the byte count. Raises DownloadError
     (the sink is then left unfinished: the caller aborts it)."""
     where = shown_url(url)
+    limits = limits or configured_limits()
     timeout = httpx.Timeout(
         limits.read_timeout, connect=limits.connect_timeout, pool=limits.connect_timeout
     )
@@ -97,7 +104,7 @@ async def download(
                 max_redirects=limits.max_redirects,
                 verify=client_context(),
                 timeout=timeout,
-                transport=transport,
+                transport=transport or GuardedTransport(),
             ) as client,
             client.stream("GET", url) as response,
         ):

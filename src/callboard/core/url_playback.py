@@ -19,7 +19,6 @@ from typing import Any
 import numpy as np
 
 from callboard.core.downloads import (
-    DEFAULT_LIMITS,
     DownloadError,
     DownloadLimits,
     download,
@@ -49,7 +48,7 @@ class UrlPlayback(Playback):
         *,
         repeat: int = 0,
         volume: int = 0,
-        limits: DownloadLimits = DEFAULT_LIMITS,
+        limits: DownloadLimits | None = None,
     ) -> None:
         super().__init__(publish, volume)
         self.url = url

@@ -36,6 +36,7 @@ from dataclasses import dataclass, field
 import httpx
 
 from callboard.events.bus import Envelope, event_json
+from callboard.outbound_guard import GuardedTransport
 from callboard.tls import client_context
 
 logger = logging.getLogger(__name__)
@@ -278,13 +279,13 @@ class WebhookSink:
         if self._workers:
             return
         if self._client is None:
+            limits = httpx.Limits(
+                max_connections=self._concurrency,
+                max_keepalive_connections=self._concurrency,
+            )
             self._client = httpx.AsyncClient(
                 follow_redirects=False,
-                verify=client_context(),
-                limits=httpx.Limits(
-                    max_connections=self._concurrency,
-                    max_keepalive_connections=self._concurrency,
-                ),
+                transport=GuardedTransport(limits=limits, verify=client_context()),
             )
         self._workers = [
             asyncio.create_task(self._work(), name=f"webhook-worker-{i}")

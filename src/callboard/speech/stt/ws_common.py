@@ -27,6 +27,7 @@ from websockets.exceptions import (
 from websockets.frames import Close
 from websockets.typing import Data
 
+from callboard.outbound_guard import FetchRefused, check_url
 from callboard.speech.stt.base import SEND_DEADLINE, SttError
 from callboard.tls import websocket_ssl
 
@@ -74,6 +75,7 @@ async def open_socket(
 ) -> ClientConnection:
     """Connect, or raise the SttError the failure deserves."""
     try:
+        await check_url(url)
         return await connect(
             url,
             additional_headers=headers,
@@ -93,6 +95,8 @@ async def open_socket(
         ) from None
     except InvalidURI as exc:
         raise SttError(f"{provider}: bad base URL: {exc}") from None
+    except FetchRefused as exc:
+        raise SttError(f"{provider}: {exc}") from None
     except (OSError, TimeoutError, WebSocketException) as exc:
         raise SttError(
             f"{provider}: cannot connect: {exc or type(exc).__name__}", transient=True

@@ -17,8 +17,8 @@ from typing import Any
 
 import httpx
 
+from callboard.outbound_guard import GuardedTransport
 from callboard.speech.tts.base import TtsError
-from callboard.tls import client_context
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +49,7 @@ def new_client(
         connect=timeouts.connect, read=None, write=timeouts.between_chunks, pool=timeouts.connect
     )
     return httpx.AsyncClient(
-        timeout=timeout, follow_redirects=False, transport=transport, verify=client_context()
+        timeout=timeout, follow_redirects=False, transport=transport or GuardedTransport()
     )
 
 
