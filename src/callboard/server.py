@@ -169,6 +169,9 @@ class Callboard:
         )
         self.webhooks = WebhookSink(self.service.resolve_webhook, timeout=settings.fetch_timeout)
         self.metrics.add_webhooks(self.webhooks)
+        self.metrics.add_resources(
+            lambda: self.service.sip.ports.in_use, lambda: len(asyncio.all_tasks())
+        )
         self.metrics.add_sip_transport(self.ua.transport.stats)
         self.bus.add_sink(self.webhooks)
         self.bus.add_sink(self.vsi_hub)

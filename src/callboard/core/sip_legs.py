@@ -164,6 +164,9 @@ class SipLegs:
             raise BadRequest(f"invalid from user part {_shorten(req.from_user)}")
         if req.privacy is not None and _CONTROL_RE.search(req.privacy):
             raise BadRequest("invalid privacy value")
+        for credential in (req.auth_username, req.auth_password):
+            if credential is not None and _CONTROL_RE.search(credential):
+                raise BadRequest("auth username and password must not hold control characters")
         return uri, tuple(codecs)
 
     async def create_outbound(

@@ -130,6 +130,18 @@ class Metrics:
             registry=self.registry,
         ).set_function(frames)
 
+    def add_resources(self, rtp_ports: Callable[[], int], tasks: Callable[[], int]) -> None:
+        """What a finished call must give back, for leak checks: RTP port pairs held and
+        asyncio tasks alive (file descriptors and memory are the process collector's)."""
+        Gauge(
+            "callboard_rtp_port_pairs_in_use",
+            "RTP/RTCP port pairs bound by legs (SIP and WebRTC)",
+            registry=self.registry,
+        ).set_function(lambda: self._read("rtp_ports", rtp_ports))
+        Gauge(
+            "callboard_asyncio_tasks", "asyncio tasks alive in the server", registry=self.registry
+        ).set_function(lambda: self._read("tasks", tasks))
+
     def add_webhooks(self, sink: WebhookSink) -> None:
         """Per-destination webhook counters and breaker state, read at scrape time."""
         self.registry.register(_WebhookCollector(sink))

@@ -32,6 +32,7 @@ from botocore.exceptions import (
 
 from callboard.config import Settings
 from callboard.core.errors import BadRequest
+from callboard.outbound_guard import FetchRefused, check_url
 
 log = logging.getLogger(__name__)
 
@@ -165,8 +166,15 @@ async def upload_file(target: S3Target, path: Path, key: str) -> str:
     """Upload ``path`` to ``key`` in a worker thread; return its s3:// URL.
 
     The local file is never deleted here: it is the only copy if the upload fails, and the
-    caller decides what happens to it on success.
+    caller decides what happens to it on success. A custom endpoint goes through the outbound
+    policy first (botocore connects by itself): never a metadata address, nor a private one
+    with FETCH_DENY_PRIVATE.
     """
+    if target.endpoint is not None:
+        try:
+            await check_url(target.endpoint)
+        except FetchRefused as exc:
+            raise S3UploadError(f"upload of {path} not attempted: {exc}") from None
     return await asyncio.to_thread(_upload_blocking, target, path, key)
 
 
