@@ -39,6 +39,9 @@ from callboard.threads import limit_blas_threads
 
 log = logging.getLogger(__name__)
 
+# Seconds from SIGTERM to exit: legs hung up, recordings final, webhooks flushed or reported.
+SHUTDOWN_BUDGET = 8.0
+
 
 # Kernel send buffer of every HTTP/WebSocket connection. Left to autotuning it grows to
 # megabytes, and a room WebSocket client that stops reading would soak up a minute of audio
@@ -194,6 +197,7 @@ class Callboard:
             at_capacity=self.service.at_capacity,
         )
         self._stopping = False
+        self._stop_started: float | None = None
         self._http: _Uvicorn | None = None
 
     async def run(self) -> None:
@@ -247,6 +251,7 @@ class Callboard:
         if self._stopping:
             return
         self._stopping = True
+        self._stop_started = asyncio.get_running_loop().time()
         log.info("shutting down: hanging up %d legs", len(self.service.legs))
         asyncio.get_running_loop().create_task(self._stop())
 
@@ -261,5 +266,10 @@ class Callboard:
         if not self._stopping:
             await self.service.shutdown()
         self.clock.stop()
-        await self.webhooks.close(drain_timeout=10.0)
+        # Queued webhooks get what is left of the shutdown budget; the rest are counted as
+        # dropped and logged (WebhookSink.close).
+        budget = SHUTDOWN_BUDGET
+        if self._stop_started is not None:
+            budget -= asyncio.get_running_loop().time() - self._stop_started
+        await self.webhooks.close(drain_timeout=max(1.0, budget))
         await self.ua.close()

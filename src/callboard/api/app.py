@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +12,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import BaseRoute, Match
+from starlette.types import Scope
 
 from callboard.api import agents, later, legs, rooms, voiceblender_later, vsi, webrtc
 from callboard.api.access import AccessControl, AccessPolicy
@@ -69,6 +72,20 @@ def _describe_validation(exc: RequestValidationError, content_type: str | None =
     return "; ".join(parts) or "invalid request"
 
 
+def _methods_of(routes: Sequence[BaseRoute], scope: Scope) -> set[str]:
+    """The methods of every route that matches the scope's path (included routers too)."""
+    methods: set[str] = set()
+    for route in routes:
+        if route.matches(scope)[0] is Match.NONE:
+            continue
+        methods |= getattr(route, "methods", None) or set()
+        # An included router (FastAPI keeps it whole) lists its own routes.
+        inner = getattr(route, "original_router", None)
+        if inner is not None:
+            methods |= _methods_of(inner.routes, scope)
+    return methods
+
+
 def create_app(
     commands: Commands,
     vsi_hub: VsiHub,
@@ -113,7 +130,15 @@ def create_app(
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        return error(exc.status_code, str(exc.detail))
+        response = error(exc.status_code, str(exc.detail))
+        response.headers.update(exc.headers or {})
+        if exc.status_code == 405:
+            # Every method of the path (FastAPI makes a route per method, and Starlette's
+            # Allow names only the first route's), as RFC 9110 15.5.6 asks.
+            methods = _methods_of(app.router.routes, request.scope)
+            if methods:
+                response.headers["Allow"] = ", ".join(sorted(methods))
+        return response
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import enum
-from typing import Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import (
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     StrictBool,
@@ -57,6 +58,17 @@ def refuse_later_fields(data: Any, fields: dict[str, str]) -> None:
         raise NotSupported(f"not available in this version: {named}")
 
 
+def _integral(value: Any) -> Any:
+    """3.0 is an integer to JSON Schema (and to JavaScript): take it as 3."""
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
+# An integer field: no strings or booleans (StrictInt), but integral floats are accepted.
+JsonInt = Annotated[StrictInt, BeforeValidator(_integral)]
+# Checked by the commands (a 400 naming the field); said in the schema for clients and fuzzers.
+WEBHOOK_URL_SCHEMA: dict[str, Any] = {"pattern": "^https?://."}
+
+
 class RefusesLaterFields(BaseModel):
     """A request whose `later_fields` (VoiceBlender's later names) are refused with 501."""
 
@@ -86,7 +98,10 @@ class SIPAuth(BaseModel):
 
 
 class TransferRequest(BaseModel):
-    target: StrictStr = Field(description='SIP URI to transfer the call to ("sip:bob@example.com")')
+    target: StrictStr = Field(
+        description='SIP URI to transfer the call to ("sip:bob@example.com")',
+        json_schema_extra={"pattern": "^sips?:.+@?.+"},
+    )
     replaces_leg_id: StrictStr | None = Field(
         None, description="A connected SIP leg whose dialog the target replaces (attended)"
     )
@@ -95,12 +110,12 @@ class TransferRequest(BaseModel):
 class AMDParams(BaseModel):
     """Milliseconds; zero or negative means the default (for beep_timeout: disabled)."""
 
-    initial_silence_timeout: StrictInt = 2500
-    greeting_duration: StrictInt = 1500
-    after_greeting_silence: StrictInt = 800
-    total_analysis_time: StrictInt = 5000
-    minimum_word_length: StrictInt = 100
-    beep_timeout: StrictInt = 0
+    initial_silence_timeout: JsonInt = 2500
+    greeting_duration: JsonInt = 1500
+    after_greeting_silence: JsonInt = 800
+    total_analysis_time: JsonInt = 5000
+    minimum_word_length: JsonInt = 100
+    beep_timeout: JsonInt = 0
 
 
 class CreateLegRequest(RefusesLaterFields):
@@ -108,19 +123,23 @@ class CreateLegRequest(RefusesLaterFields):
     model_config = ConfigDict(populate_by_name=True)
 
     type: LegTypeIn
-    uri: StrictStr = Field(min_length=1, description="SIP URI to dial")
+    uri: StrictStr = Field(
+        min_length=1, description="SIP URI to dial", json_schema_extra={"pattern": "^sips?:"}
+    )
     to: StrictStr | None = Field(
         None, min_length=1, description="Synonym of uri (VoiceBlender's later name for it)"
     )
     from_: StrictStr | None = Field(None, alias="from", description="Caller ID user part")
     privacy: StrictStr | None = None
-    ring_timeout: StrictInt = Field(0, ge=0, description="Seconds to wait for answer; 0 = none")
-    max_duration: StrictInt = Field(0, ge=0, description="Max seconds after connect; 0 = none")
-    codecs: list[CodecName] | None = Field(None, description="Codec preference order")
+    ring_timeout: JsonInt = Field(0, ge=0, description="Seconds to wait for answer; 0 = none")
+    max_duration: JsonInt = Field(0, ge=0, description="Max seconds after connect; 0 = none")
+    codecs: list[CodecName] | None = Field(
+        None, description="Codec preference order", json_schema_extra={"minItems": 1}
+    )
     headers: dict[StrictStr, StrictStr] | None = None
     room_id: StrictStr | None = None
     auth: SIPAuth | None = None
-    webhook_url: StrictStr | None = None
+    webhook_url: StrictStr | None = Field(None, json_schema_extra=WEBHOOK_URL_SCHEMA)
     webhook_secret: StrictStr | None = None
     amd: AMDParams | None = None
     accept_dtmf: StrictBool = True
@@ -187,8 +206,8 @@ class PlaybackRequest(BaseModel):
     url: StrictStr | None = Field(None, description="URL of the audio file (exclusive with tone)")
     tone: StrictStr | None = Field(None, description="Built-in tone: {country}_{type} or {type}")
     mime_type: StrictStr | None = Field(None, description="MIME type; required with url")
-    repeat: StrictInt = Field(0, ge=-1, description="0/1 once, N times, -1 forever (url only)")
-    volume: StrictInt = Field(0, ge=-8, le=8, description="About 3 dB a step")
+    repeat: JsonInt = Field(0, ge=-1, description="0/1 once, N times, -1 forever (url only)")
+    volume: JsonInt = Field(0, ge=-8, le=8, description="About 3 dB a step")
 
 
 class TTSRequest(BaseModel):
@@ -202,7 +221,7 @@ class TTSRequest(BaseModel):
     model_id: StrictStr | None = Field(None, description="Provider's model or engine")
     language: StrictStr | None = Field(None, description='Language code, e.g. "en-US"')
     prompt: StrictStr | None = Field(None, description="Style instruction (Google Gemini TTS)")
-    volume: StrictInt = Field(0, description="-8..8, about 3 dB a step")
+    volume: JsonInt = Field(0, description="-8..8, about 3 dB a step")
     provider: Literal["elevenlabs", "aws", "google", "deepgram", "azure", "local"] | None = Field(
         None, description="Default: elevenlabs with ELEVENLABS_API_KEY, else local"
     )
@@ -233,7 +252,7 @@ class TTSResponse(BaseModel):
 
 
 class VolumeRequest(BaseModel):
-    volume: StrictInt = Field(ge=-8, le=8, description="-8..8, about 3 dB a step")
+    volume: JsonInt = Field(ge=-8, le=8, description="-8..8, about 3 dB a step")
 
 
 class PlaybackResponse(BaseModel):
@@ -246,13 +265,14 @@ class RoomCreateRequest(RefusesLaterFields):
     later_fields = LATER_ROOM_FIELDS
 
     id: StrictStr | None = Field(None, description="Custom room ID (UUID if omitted)")
-    webhook_url: StrictStr | None = None
+    webhook_url: StrictStr | None = Field(None, json_schema_extra=WEBHOOK_URL_SCHEMA)
     webhook_secret: StrictStr | None = None
     app_id: StrictStr | None = None
-    sample_rate: StrictInt | None = Field(
+    sample_rate: JsonInt | None = Field(
         None,
         description="Mixing rate in Hz: 8000, 16000 or 48000 (default DEFAULT_SAMPLE_RATE, "
         "16000); participants of other rates are converted",
+        json_schema_extra={"enum": [8000, 16000, 48000, None]},
     )
 
 
@@ -375,7 +395,7 @@ def errors(*cases: int | tuple[int, str]) -> dict[int | str, dict[str, Any]]:
 
 # ---- AI agents ----
 
-Variables = dict[str, StrictStr | StrictInt | float | StrictBool]
+Variables = dict[str, StrictStr | JsonInt | float | StrictBool]
 
 
 class ElevenLabsAgentRequest(BaseModel):
@@ -428,10 +448,14 @@ class AgentResponse(BaseModel):
 
 
 class WebRTCOfferRequest(BaseModel):
-    sdp: StrictStr = Field(description="SDP offer from the browser")
+    sdp: StrictStr = Field(
+        description="SDP offer from the browser", json_schema_extra={"minLength": 1}
+    )
     room_id: StrictStr | None = Field(None, description="Join this room once media is up")
     app_id: StrictStr | None = Field(None, description="Tag the leg's events")
-    webhook_url: StrictStr | None = Field(None, description="This leg's webhook")
+    webhook_url: StrictStr | None = Field(
+        None, description="This leg's webhook", json_schema_extra=WEBHOOK_URL_SCHEMA
+    )
     webhook_secret: StrictStr | None = Field(None, description="Signs this leg's webhooks")
 
 
@@ -444,7 +468,7 @@ class WebRTCOfferResponse(BaseModel):
 class ICECandidateInit(BaseModel):
     candidate: StrictStr = Field(description='ICE candidate string ("" = end of candidates)')
     sdpMid: StrictStr | None = Field(None, description="Media stream identification tag")
-    sdpMLineIndex: StrictInt | None = Field(None, description="Index of the media description")
+    sdpMLineIndex: JsonInt | None = Field(None, description="Index of the media description")
 
 
 class ICECandidatesResponse(BaseModel):
