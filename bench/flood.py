@@ -29,7 +29,7 @@ import numpy as np
 import websockets
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from harness import Instance, process_memory_mb  # noqa: E402
+from harness import Instance, process_memory_mb
 
 SCENARIO = Path(__file__).resolve().parent / "scenarios" / "uac_flood.xml"
 
@@ -85,26 +85,37 @@ async def answering_app(server: Instance, stop: asyncio.Event, seen: dict[str, A
                 await ws.send(json.dumps(command))
             elif kind == "leg.disconnected":
                 seen["disconnected"][message["leg_id"]] += 1
+                seen["packets"].append(
+                    (message.get("quality") or {}).get("rtp_packets_received", 0)
+                )
                 seen["reasons"][message["cdr"]["reason"]] += 1
             elif kind == "error":
                 seen["errors"] += 1
 
 
 def sipp(target: str, *, cps: float, calls: int, source: str, rtp_file: Path, log: Path) -> Any:
+    # SIPp does not expand keywords in an action's attributes: write the file's path in.
+    scenario = log.with_suffix(".xml")
+    scenario.write_text(SCENARIO.read_text().replace("[rtp_file]", str(rtp_file)))
     args = [
-        "sipp", "-sf", str(SCENARIO), "-s", "flood", "-i", source, "-mi", source,
+        "sipp", "-sf", str(scenario), "-s", "flood", "-i", source, "-mi", source,
         "-p", "0", "-mp", "0", "-r", f"{cps:g}", "-m", str(calls), "-l", str(int(cps * 10)),
-        "-key", "rtp_file", str(rtp_file), "-nostdin", "-timeout", f"{calls / cps + 60:.0f}s",
+        "-nostdin", "-timeout", f"{calls / cps + 60:.0f}s",
         "-trace_stat", "-stf", str(log), "-fd", "1", "-recv_timeout", "30000", target,
     ]  # fmt: skip
-    return subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    errors = open(log.with_suffix(".err"), "wb")  # noqa: SIM115 - closed with the process
+    return subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=errors)
 
 
 def sipp_counts(log: Path) -> dict[str, int]:
+    if not log.exists():
+        raise RuntimeError(f"SIPp wrote no statistics: {log.with_suffix('.err').read_text()}")
     lines = log.read_text().splitlines()
     header, last = lines[0].split(";"), lines[-1].split(";")
     row = dict(zip(header, last, strict=False))
-    return {k: int(row.get(f"{k}(C)", 0) or 0) for k in ("SuccessfulCall", "FailedCall", "TotalCallCreated")}
+    counts = {k: int(row.get(f"{k}(C)", 0) or 0) for k in ("SuccessfulCall", "FailedCall")}
+    counts["TotalCallCreated"] = int(row.get("TotalCallCreated", 0) or 0)
+    return counts
 
 
 async def calls(args: argparse.Namespace) -> int:
@@ -115,7 +126,7 @@ async def calls(args: argparse.Namespace) -> int:
         warm = sipp(server_target(server), cps=20, calls=100, source="127.0.0.1",
                     rtp_file=rtp_file, log=log)  # fmt: skip
         seen: dict[str, Any] = {"ringing": set(), "disconnected": Counter(),
-                                "reasons": Counter(), "errors": 0}  # fmt: skip
+                                "reasons": Counter(), "errors": 0, "packets": []}  # fmt: skip
         stop = asyncio.Event()
         app = asyncio.create_task(answering_app(server, stop, seen))
         await asyncio.to_thread(warm.wait)
@@ -124,20 +135,24 @@ async def calls(args: argparse.Namespace) -> int:
         seen["ringing"].clear()
         seen["disconnected"].clear()
         seen["reasons"].clear()
+        seen["packets"].clear()
         total = int(args.cps * args.seconds)
+        rounds: list[dict[str, float]] = []
+        peak = 0.0
         started = time.monotonic()
         cpu0 = server.cpu_seconds()
-        flood = sipp(server_target(server), cps=args.cps, calls=total, source="127.0.0.1",
-                     rtp_file=rtp_file, log=log)  # fmt: skip
-        peak = 0.0
-        while flood.poll() is None:
-            await asyncio.sleep(1.0)
-            peak = max(peak, snapshot(server)["legs"])
+        for _ in range(args.rounds):
+            flood = sipp(server_target(server), cps=args.cps, calls=total, source="127.0.0.1",
+                         rtp_file=rtp_file, log=log)  # fmt: skip
+            while flood.poll() is None:
+                await asyncio.sleep(1.0)
+                peak = max(peak, snapshot(server)["legs"])
+            counts = sipp_counts(log)
+            await settle(server)
+            rounds.append({**snapshot(server), "sipp_successful": counts["SuccessfulCall"]})
         elapsed = time.monotonic() - started
         cpu = server.cpu_seconds() - cpu0
-        counts = sipp_counts(log)
-        await settle(server)
-        after = snapshot(server)
+        after = rounds[-1]
         await asyncio.sleep(2.0)
         stop.set()
         await app
@@ -148,13 +163,13 @@ async def calls(args: argparse.Namespace) -> int:
     once = sum(1 for leg in rang if seen["disconnected"][leg] == 1)
     twice = sum(1 for n in seen["disconnected"].values() if n > 1)
     report = {
-        "calls placed": counts["TotalCallCreated"],
-        "sipp successful": counts["SuccessfulCall"],
-        "sipp failed": counts["FailedCall"],
+        "calls placed per round": total,
+        "rounds": rounds,
         "legs that rang": len(rang),
         "exactly one leg.disconnected": once,
         "more than one": twice,
         "reasons": dict(seen["reasons"]),
+        "RTP packets received per leg (median)": float(np.median(seen["packets"] or [0])),
         "peak concurrent legs": peak,
         "elapsed s": round(elapsed, 1),
         "server CPU s": round(cpu, 1),
@@ -175,7 +190,7 @@ async def invites(args: argparse.Namespace) -> int:
     logs = Path(tempfile.mkdtemp())
     try:
         seen: dict[str, Any] = {"ringing": set(), "disconnected": Counter(),
-                                "reasons": Counter(), "errors": 0}  # fmt: skip
+                                "reasons": Counter(), "errors": 0, "packets": []}  # fmt: skip
         stop = asyncio.Event()
         app = asyncio.create_task(answering_app(server, stop, seen))
         await asyncio.sleep(0.5)
@@ -219,6 +234,7 @@ def main() -> None:
     parser.add_argument("mode", choices=("calls", "invites"))
     parser.add_argument("--cps", type=float, default=200)
     parser.add_argument("--seconds", type=float, default=60)
+    parser.add_argument("--rounds", type=int, default=1, help="floods one after the other")
     args = parser.parse_args()
     sys.exit(asyncio.run(calls(args) if args.mode == "calls" else invites(args)))
 

@@ -35,6 +35,7 @@ from callboard.events.types import (
 )
 from callboard.events.webhooks import WebhookTarget
 from callboard.media.engine import MediaEngine
+from callboard.memory import release_free_memory
 from callboard.sip.ua import SipUserAgent
 from callboard.speech.stt.service import SttService
 from callboard.speech.tts.service import TtsService
@@ -64,6 +65,7 @@ class CallService:
         self._ended_webhooks: OrderedDict[str, WebhookTarget | None] = OrderedDict()
         self._sweeper: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._busy_since_trim = False  # legs existed since memory was last given back
         self.lifecycle = Lifecycle()
         self.rooms = RoomManager(
             engine=engine,
@@ -287,3 +289,9 @@ class CallService:
             reason = leg.timed_out(now)
             if reason is not None:
                 leg.hangup(reason)
+        # Idle again after calls: give the memory of the burst back (memory.py).
+        if self.legs:
+            self._busy_since_trim = True
+        elif self._busy_since_trim:
+            self._busy_since_trim = False
+            self._spawn(asyncio.to_thread(release_free_memory))
