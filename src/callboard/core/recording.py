@@ -267,8 +267,21 @@ class RecordingManager:
             recording.cleanup = self.lifecycle.on_room_dropped(
                 recording.target_id, lambda: self._stop(recording)
             )
+        loop = asyncio.get_running_loop()
+
+        def failed() -> None:  # on the writer thread
+            loop.call_soon_threadsafe(self._failed, recording)
+
+        recording.recorder.on_failure = failed
         recording.recorder.start()
         recording.publish(RecordingStarted(file=recording.file))
+
+    def _failed(self, recording: Recording) -> None:
+        """Writing failed (a full disk): the recording ends now, with recording.finished
+        naming the error; the call goes on."""
+        if self.active.get((recording.kind, recording.target_id)) is recording:
+            log.warning("recording %s ends early: writing failed", recording.path)
+            self._stop(recording)
 
     # ---- pause / resume ----
 

@@ -154,6 +154,7 @@ class LegRecordingSink:
         self._right = Resampler(SAMPLE_RATE, writer.sample_rate)
         self._silence = np.zeros((writer.sample_rate * FRAME_MS // 1000, 2), dtype=np.int16)
         self._ticks = 0
+        self.errors: list[str] = []
 
     def add(self, item: LegItem) -> None:
         self._ticks += 1
@@ -178,7 +179,10 @@ class LegRecordingSink:
             self.add(None)
 
     def close(self) -> RecordingResult:
-        self.writer.close()
+        try:
+            self.writer.close()
+        except OSError as exc:  # the disk is full: the file counts what reached it
+            self.errors.append(f"closing failed: {exc}")
         return RecordingResult(self._ticks * FRAME_MS, [self.writer.path])
 
 
@@ -248,7 +252,10 @@ class RoomRecordingSink:
         return track
 
     def close(self) -> RecordingResult:
-        self.mix.close()
+        try:
+            self.mix.close()
+        except OSError as exc:  # the disk is full: the file counts what reached it
+            self.errors.append(f"closing failed: {exc}")
         result = RecordingResult(self._ticks * FRAME_MS, [self.mix.path])
         result.spans = {k: (a * FRAME_MS, b * FRAME_MS) for k, (a, b) in self._spans.items()}
         for key, track in self._tracks.items():
@@ -313,6 +320,9 @@ class Recorder:
         # after which the file is valid up to its last header rewrite.
         self._thread = threading.Thread(target=self._run, name=f"recorder-{name}", daemon=True)
         self._error: str | None = None
+        # Told (from the writer thread) when writing failed, so the recording can end now
+        # rather than when somebody stops it.
+        self.on_failure: Callable[[], None] | None = None
 
     def start(self) -> None:
         self._thread.start()
@@ -329,6 +339,8 @@ class Recorder:
             # Typically a full disk: stop writing; the file stays valid up to here.
             self._error = f"writing failed: {exc}"
             log.error("recorder %s: %s", self._thread.name, self._error)
+            if self.on_failure is not None:
+                self.on_failure()
 
     def _run(self) -> None:
         handoff = self.handoff

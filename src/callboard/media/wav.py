@@ -8,6 +8,8 @@ a second by default, with any later samples as harmless trailing bytes.
 
 from __future__ import annotations
 
+import contextlib
+import os
 import struct
 from pathlib import Path
 from typing import BinaryIO
@@ -128,12 +130,27 @@ class WavWriter:
         self._since_header = 0
 
     def close(self) -> None:
-        """Final header and close; safe to call twice."""
+        """Final header and close; safe to call twice. When the disk refuses the last
+        buffered audio (full), the header is made to count what did reach it, so the file
+        stays a valid WAV, and the error is raised."""
         file = self._file
         if file is None:
             return
         try:
             self.flush()
+        except OSError:
+            self._count_what_is_on_disk(file.fileno())
+            with contextlib.suppress(OSError):
+                file.close()  # the buffered rest cannot be written; the descriptor is freed
+            raise
         finally:
             self._file = None
-            file.close()
+        file.close()
+
+    def _count_what_is_on_disk(self, fd: int) -> None:
+        on_disk = os.fstat(fd).st_size - HEADER_BYTES
+        data = max(0, on_disk - on_disk % (self.channels * SAMPLE_BYTES))
+        self._data_bytes = data
+        with contextlib.suppress(OSError):
+            os.pwrite(fd, struct.pack("<I", HEADER_BYTES - 8 + data), 4)
+            os.pwrite(fd, struct.pack("<I", data), 40)
