@@ -53,7 +53,7 @@ class RoomWsFraming:
         """One client message; ValueError (with a message for the client) if it is bad."""
         try:
             message = json.loads(text)
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: a nesting bomb
             raise ValueError("message is not valid JSON") from None
         if not isinstance(message, dict):
             raise ValueError("message must be a JSON object")

@@ -82,7 +82,7 @@ async def _receive_commands(
             continue
         try:
             message = json.loads(text)
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: nested deeper than JSON allows
             subscriber.offer_control(_error(None, 400, "message is not valid JSON"))
             continue
         if not isinstance(message, dict):
