@@ -12,8 +12,10 @@ import socket
 import statistics
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import httpx
@@ -179,3 +181,38 @@ def disconnect_quality(ends: list[dict[str, Any]]) -> dict[str, float]:
         "jitter_ms_mean": statistics.fmean(q["rtp_jitter_ms"] for q in qs) if qs else 0.0,
         "mos_min": min((q["mos_score"] for q in qs), default=0.0),
     }
+
+
+class HookReceiver:
+    """A webhook receiver for benches: answers 500 while `failing`, else 200 after `delay`
+    seconds; keeps each delivered event and the time of every attempt."""
+
+    def __init__(self, delay: float = 0.0) -> None:
+        self.delay = delay
+        self.failing = False
+        self.attempts: list[float] = []
+        self.events: list[dict[str, Any]] = []
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("content-length", 0)))
+                outer.attempts.append(time.monotonic())
+                time.sleep(outer.delay)
+                status = 500 if outer.failing else 200
+                if status == 200:
+                    outer.events.append(json.loads(body))
+                self.send_response(status)
+                self.send_header("content-length", "0")
+                self.end_headers()
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}/"
+        self.server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def of(self, kind: str) -> list[dict[str, Any]]:
+        return [e for e in self.events if e.get("type") == kind]

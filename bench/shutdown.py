@@ -14,49 +14,20 @@ import asyncio
 import json
 import signal
 import sys
-import threading
 import time
 import wave
 from collections import Counter
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from flood import answering_app
-from harness import Instance, free_port
-
-
-class SlowReceiver:
-    """Webhook receiver answering 200 after `delay` seconds; keeps every event."""
-
-    def __init__(self, delay: float) -> None:
-        self.events: list[dict[str, Any]] = []
-        received = self.events
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers.get("content-length", 0)))
-                time.sleep(delay)
-                received.append(json.loads(body))
-                self.send_response(200)
-                self.send_header("content-length", "0")
-                self.end_headers()
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.port = free_port()
-        self.server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def of(self, kind: str) -> list[dict[str, Any]]:
-        return [e for e in self.events if e.get("type") == kind]
+from harness import HookReceiver, Instance
 
 
 async def run(args: argparse.Namespace) -> int:
-    hooks = SlowReceiver(0.05)
-    a = Instance("shutdown-a", 32000, None, {"WEBHOOK_URL": f"http://127.0.0.1:{hooks.port}/"})
+    hooks = HookReceiver(delay=0.05)
+    a = Instance("shutdown-a", 32000, None, {"WEBHOOK_URL": hooks.url})
     b = Instance("shutdown-b", 36000, None)
     stop = asyncio.Event()
     seen: dict[str, Any] = {"ringing": set(), "disconnected": Counter(), "reasons": Counter(),

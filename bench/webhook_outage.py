@@ -14,42 +14,13 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from harness import Instance, free_port
-
-
-class Receiver:
-    def __init__(self) -> None:
-        self.failing = True
-        self.attempts: list[float] = []
-        self.delivered: list[dict[str, Any]] = []
-        outer = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers.get("content-length", 0)))
-                outer.attempts.append(time.monotonic())
-                status = 500 if outer.failing else 200
-                if status == 200:
-                    outer.delivered.append(json.loads(body))
-                self.send_response(status)
-                self.send_header("content-length", "0")
-                self.end_headers()
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.port = free_port()
-        self.server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+from harness import HookReceiver, Instance
 
 
 def main() -> None:
@@ -57,8 +28,9 @@ def main() -> None:
     parser.add_argument("--minutes", type=float, default=5)
     parser.add_argument("--calls", type=int, default=10)
     args = parser.parse_args()
-    receiver = Receiver()
-    a = Instance("outage-a", 32000, None, {"WEBHOOK_URL": f"http://127.0.0.1:{receiver.port}/"})
+    receiver = HookReceiver()
+    receiver.failing = True
+    a = Instance("outage-a", 32000, None, {"WEBHOOK_URL": receiver.url})
     b = Instance("outage-b", 36000, None)
     try:
         for n in range(args.calls):
@@ -100,7 +72,7 @@ def main() -> None:
                 round(float(np.percentile(latencies, 99)) * 1000, 1),
             ],
             "media tick lateness p99 ms (end of outage)": round(lateness * 1000, 1),
-            "events delivered after recovery": len(receiver.delivered),
+            "events delivered after recovery": len(receiver.events),
             "events dropped": dropped,
         }
         print(json.dumps(report, indent=2))

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
-IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+from callboard.netaddr import IpNetwork
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
 

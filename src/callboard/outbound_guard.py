@@ -23,9 +23,8 @@ from typing import Any
 
 import httpx
 
+from callboard.netaddr import IpAddress, in_any, unmapped
 from callboard.tls import client_context
-
-IpAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 _ALWAYS_DENIED = tuple(
     ipaddress.ip_network(net)
@@ -66,11 +65,10 @@ class FetchPolicy:
     timeout: float = 15.0  # connect, and the longest wait for the next bytes
 
     def refusal(self, address: IpAddress) -> str | None:
-        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-            address = address.ipv4_mapped
-        if any(address in net for net in _ALWAYS_DENIED):
+        address = unmapped(address)
+        if in_any(address, _ALWAYS_DENIED):
             return f"{address} is a link-local, metadata or non-unicast address"
-        if self.deny_private and any(address in net for net in _PRIVATE):
+        if self.deny_private and in_any(address, _PRIVATE):
             return f"{address} is a private address (FETCH_DENY_PRIVATE)"
         return None
 

@@ -47,6 +47,18 @@ def _into_room(server: ServerProcess, room_id: str, leg_id: str) -> None:
     assert added.status_code == 200, added.text
 
 
+def _transfer_ringing(
+    trio: tuple[ServerProcess, ServerProcess, ServerProcess], hooks: WebhookReceiver
+) -> tuple[str, str, str]:
+    """X calls Y and transfers the call to Z; (X's leg, Y's referred leg, Z's ringing leg)."""
+    x, y, z = trio
+    x_leg, y_leg = connect(x, y, hooks)
+    since = hooks.mark()
+    assert x.api("POST", f"/legs/{x_leg}/transfer", json={"target": z.sip_uri()}).status_code == 202
+    z_leg = hooks.wait_for("leg.ringing", since=since, instance_id=z.instance_id)["leg_id"]
+    return x_leg, y_leg, z_leg
+
+
 def _assert_pair_hears_each_other(
     y: ServerProcess, y_room: str, z: ServerProcess, z_room: str
 ) -> None:
@@ -135,10 +147,7 @@ def test_a_target_that_rejects_fails_the_transfer_and_the_call_goes_on(
     trio: tuple[ServerProcess, ServerProcess, ServerProcess], hooks: WebhookReceiver
 ) -> None:
     x, y, z = trio
-    x_leg, y_leg = connect(x, y, hooks)
-    since = hooks.mark()
-    assert x.api("POST", f"/legs/{x_leg}/transfer", json={"target": z.sip_uri()}).status_code == 202
-    z_leg = hooks.wait_for("leg.ringing", since=since, instance_id=z.instance_id)["leg_id"]
+    x_leg, y_leg, z_leg = _transfer_ringing(trio, hooks)
     assert z.api("DELETE", f"/legs/{z_leg}", json={"reason": "busy"}).status_code == 200
 
     failed = hooks.wait_for("leg.transfer_failed", leg_id=x_leg)
@@ -156,11 +165,8 @@ def test_a_target_that_rejects_fails_the_transfer_and_the_call_goes_on(
 def test_a_target_that_never_answers_fails_after_the_transfer_timeout(
     trio: tuple[ServerProcess, ServerProcess, ServerProcess], hooks: WebhookReceiver
 ) -> None:
-    x, y, z = trio
-    x_leg, y_leg = connect(x, y, hooks)
-    since = hooks.mark()
-    assert x.api("POST", f"/legs/{x_leg}/transfer", json={"target": z.sip_uri()}).status_code == 202
-    z_leg = hooks.wait_for("leg.ringing", since=since, instance_id=z.instance_id)["leg_id"]
+    x, y, _ = trio
+    x_leg, y_leg, z_leg = _transfer_ringing(trio, hooks)
     started = time.monotonic()
     failed = hooks.wait_for("leg.transfer_failed", timeout=TARGET_TIMEOUT + 6, leg_id=x_leg)
     waited = time.monotonic() - started

@@ -10,7 +10,6 @@ logged.
 from __future__ import annotations
 
 import hmac
-import ipaddress
 import json
 import logging
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping
@@ -18,11 +17,11 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs
 
-from callboard.config import IpNetwork, Settings
+from callboard.config import Settings
+from callboard.netaddr import IpAddress, IpNetwork, in_any, parse_ip
 
 log = logging.getLogger(__name__)
 
-IpAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 # Open without a key: a health probe, and the console's static page (it asks for the key).
 _PUBLIC_PATHS = ("/v1/health",)
@@ -67,21 +66,13 @@ class AccessPolicy:
         proxy put it there), else the socket's peer; None when neither parses."""
         candidate = peer
         if self.trust_proxy_headers and forwarded_for:
-            candidate = forwarded_for.split(",", 1)[0].strip()
-        if not candidate:
-            return None
-        try:
-            address = ipaddress.ip_address(candidate.strip("[]"))
-        except ValueError:
-            return None
-        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-            return address.ipv4_mapped
-        return address
+            candidate = forwarded_for.split(",", 1)[0]
+        return parse_ip(candidate) if candidate else None
 
     def ip_allowed(self, address: IpAddress | None) -> bool:
         if not self._allowed:
             return True
-        return address is not None and any(address in net for net in self._allowed)
+        return address is not None and in_any(address, self._allowed)
 
     def key_valid(self, presented: str | None) -> bool:
         """Constant time in the presented key: every configured key is compared."""

@@ -10,18 +10,17 @@ dialogs pass the allow-list: a peer we called may be outside it and still hang u
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
+from callboard.netaddr import IpNetwork, in_any, parse_ip
 from callboard.sip.digest_server import DigestVerifier
 from callboard.sip.message import SipRequest
 
 log = logging.getLogger(__name__)
 
-IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 MAX_TRACKED_SOURCES = 65536  # rate-limit buckets kept; the least recently seen go first
 
 
@@ -76,13 +75,8 @@ class InboundGate:
     def _allowed_source(self, host: str) -> bool:
         if not self._allowed:
             return True
-        try:
-            address = ipaddress.ip_address(host.strip("[]"))
-        except ValueError:
-            return False
-        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-            address = address.ipv4_mapped
-        return any(address in net for net in self._allowed)
+        address = parse_ip(host)
+        return address is not None and in_any(address, self._allowed)
 
     def screen(self, request: SipRequest, source: str, now: float) -> GateRefusal | None:
         tag = request.to_addr.tag
