@@ -43,6 +43,9 @@ from callboard.speech.tts.service import TtsService
 log = logging.getLogger(__name__)
 
 SWEEP_PERIOD = 1.0
+# Seconds after the last leg ended at which memory is given back a second time: past the
+# call router's LINGER (40 s), when the ended calls' SIP state is gone too.
+IDLE_TRIM_AFTER_LINGER = 45.0
 ENDED_WEBHOOK_MEMORY = 4096
 
 
@@ -65,7 +68,9 @@ class CallService:
         self._ended_webhooks: OrderedDict[str, WebhookTarget | None] = OrderedDict()
         self._sweeper: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
-        self._busy_since_trim = False  # legs existed since memory was last given back
+        # When the last leg ended (None while legs exist), and the idle trims still due.
+        self._idle_since: float | None = 0.0
+        self._trims_due: list[float] = []
         self.lifecycle = Lifecycle()
         self.rooms = RoomManager(
             engine=engine,
@@ -289,9 +294,14 @@ class CallService:
             reason = leg.timed_out(now)
             if reason is not None:
                 leg.hangup(reason)
-        # Idle again after calls: give the memory of the burst back (memory.py).
+        # Idle again after calls: give the memory of the burst back (memory.py), at once and
+        # again once the SIP layer has let go of the ended calls (they linger for late
+        # retransmissions).
         if self.legs:
-            self._busy_since_trim = True
-        elif self._busy_since_trim:
-            self._busy_since_trim = False
+            self._idle_since = None
+        elif self._idle_since is None:
+            self._idle_since = now
+            self._trims_due = [now, now + IDLE_TRIM_AFTER_LINGER]
+        if self._trims_due and now >= self._trims_due[0] and not self.legs:
+            self._trims_due.pop(0)
             self._spawn(asyncio.to_thread(release_free_memory))
