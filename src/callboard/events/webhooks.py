@@ -51,6 +51,7 @@ _JITTER = 0.1
 BREAKER_THRESHOLD = 5  # failed attempts in a row that open a destination's breaker
 BREAKER_COOLDOWN = 5.0  # first open period, seconds; doubles while probes keep failing
 BREAKER_MAX_COOLDOWN = 60.0
+MAX_QUEUED_S = 15 * 60  # an event still undelivered this long after it was queued is given up
 _MAX_DESTINATIONS = 1024  # destinations remembered for stats; idle ones are forgotten first
 
 
@@ -141,6 +142,8 @@ class _Delivery:
     target: WebhookTarget
     event: Envelope
     attempts: int = 0
+    probes: int = 0  # attempts made as the probe of a tripped destination
+    queued_at: float = field(default_factory=time.monotonic)
     last_outcome: str = ""
     # Serialised and signed once, on the first attempt, so every retry sends identical bytes.
     body: bytes | None = None
@@ -345,6 +348,8 @@ class WebhookSink:
                 delay = destination.open_until - now + random.uniform(0.0, 1.0)
                 self._timers[key] = loop.call_later(delay, self._backoff_done, key)
                 continue
+            if destination.tripped:
+                delivery.probes += 1
             try:
                 ok = await self._attempt(delivery)
             except Exception as exc:  # a bug must cost one attempt, never the worker
@@ -366,7 +371,11 @@ class WebhookSink:
                     delivery.last_outcome,
                     destination.open_until - loop.time(),
                 )
-            if delivery.attempts < self._attempts:
+            # A probe's failure is the destination's, not the event's: it waits for the next
+            # probe instead of using up its attempts (within MAX_QUEUED_S).
+            counted = delivery.attempts - delivery.probes
+            fresh = time.monotonic() - delivery.queued_at < MAX_QUEUED_S
+            if counted < self._attempts and fresh:
                 self.stats.retried += 1
                 destination.stats.retried += 1
                 delay = self._backoff * 2 ** (delivery.attempts - 1)

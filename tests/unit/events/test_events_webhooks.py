@@ -376,3 +376,20 @@ async def test_a_tripped_destination_cannot_fill_the_whole_queue(
     destination = sink.destinations[f"http://127.0.0.1:{receiver.port}"]
     assert destination.outstanding == 10  # half of max_queue
     assert destination.stats.dropped == 21 and sink.stats.dropped == 21
+
+
+async def test_probes_of_a_tripped_destination_do_not_use_up_an_events_attempts(
+    receiver: HttpReceiver, sinks: list[WebhookSink]
+) -> None:
+    """Three attempts an event, but the receiver is down for six requests: the failures
+    after the breaker tripped are the destination's, so no event is given up."""
+    receiver.decide = fail_first(6)
+    bus, sink = await make_sink(
+        sinks, WebhookTarget(receiver.url), backoff=0.01, attempts=3, concurrency=1,
+        breaker_threshold=2, breaker_cooldown=0.05,
+    )  # fmt: skip
+    for n in range(5):
+        bus.publish(Probe(n=n), leg_id="L")
+    await wait_until(lambda: sink.stats.delivered == 5, timeout=15)
+    assert sink.stats.failed == 0 and len(receiver.requests) == 6 + 5
+    assert [b["n"] for b in receiver.bodies()][-5:] == [0, 1, 2, 3, 4]  # in order, once
