@@ -6,6 +6,7 @@ as the module says."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import copy
 import json
 import time
@@ -651,7 +652,9 @@ async def test_close_after_chunks(base_url: str, standin: VapiStandin) -> None:
     standin.knobs.close_after_chunks = 2
     call = await create(base_url)
     async with connect(call["transport"]["websocketCallUrl"]) as ws:
-        await send_audio(ws, frames(tone_pcm(SPEECH), "pcm_s16le", 16000))
+        # The stand-in may close while the caller is still sending (a loaded machine).
+        with contextlib.suppress(ConnectionClosed):
+            await send_audio(ws, frames(tone_pcm(SPEECH), "pcm_s16le", 16000))
         texts, audio = await collect(ws)
         assert ws.close_code == 1011
     assert len(audio) == 2 * 3200
