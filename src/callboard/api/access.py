@@ -12,10 +12,11 @@ from __future__ import annotations
 import hmac
 import json
 import logging
-from collections.abc import Awaitable, Callable, Iterable, MutableMapping
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
 from urllib.parse import parse_qs
+
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from callboard.config import Settings
 from callboard.netaddr import IpAddress, IpNetwork, in_any, parse_ip
@@ -114,16 +115,10 @@ def bearer(headers: dict[str, str]) -> str | None:
     return token.strip() if scheme.lower() == "bearer" and token.strip() else None
 
 
-Scope = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
-Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
-Asgi = Callable[[Scope, Receive, Send], Awaitable[None]]
-
-
 class AccessControl:
     """ASGI middleware: refuses a request the policy denies before any route sees it."""
 
-    def __init__(self, app: Asgi, *, policy: AccessPolicy, instance_id: str) -> None:
+    def __init__(self, app: ASGIApp, *, policy: AccessPolicy, instance_id: str) -> None:
         self.app = app
         self.policy = policy
         self.instance_id = instance_id

@@ -5,16 +5,14 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import MutableMapping
-from typing import Any
 
-from callboard.api.access import Asgi, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 log = logging.getLogger(__name__)
 
 
 class BodyLimit:
-    def __init__(self, app: Asgi, *, limit: int, instance_id: str) -> None:
+    def __init__(self, app: ASGIApp, *, limit: int, instance_id: str) -> None:
         self.app = app
         self.limit = limit
         self.instance_id = instance_id
@@ -28,7 +26,7 @@ class BodyLimit:
             await self._refuse(scope, send)
             return
         # Read the body here (it is small by definition) and replay it to the app.
-        messages: list[MutableMapping[str, Any]] = []
+        messages: list[Message] = []
         size = 0
         while True:
             message = await receive()
@@ -42,7 +40,7 @@ class BodyLimit:
             if not message.get("more_body", False):
                 break
 
-        async def replay() -> MutableMapping[str, Any]:
+        async def replay() -> Message:
             return messages.pop(0) if messages else await receive()
 
         await self.app(scope, replay, send)

@@ -55,6 +55,11 @@ class Place:
     def of(cls, leg: Leg) -> Place:
         return cls(leg.room_id, leg.muted, leg.deaf, leg.accept_dtmf)
 
+    def now(self, leg: Leg) -> Place:
+        """`leg`'s place as it is now; this snapshot of it once the leg has ended (and left
+        its room)."""
+        return self if leg.ended else Place.of(leg)
+
 
 class RoomManager:
     def __init__(

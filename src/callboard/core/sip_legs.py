@@ -260,7 +260,7 @@ class SipLegs:
             leg.reject(503, "connect_failed")
             return
         try:
-            self._hand_over(place if replaced.ended else Place.of(replaced), leg)
+            self._hand_over(place.now(replaced), leg)
         except CallboardError as exc:
             log.info("leg %s: the place of leg %s is gone: %s", leg.id, replaced.id, exc)
             leg.hangup("transfer_connect_failed")

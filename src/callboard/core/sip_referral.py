@@ -139,7 +139,7 @@ class IncomingTransfer:
             return
         self.finished = True
         referred = self.referred
-        place = self._place if referred.ended else Place.of(referred)
+        place = self._place.now(referred)
         try:
             self._hand_over(place, target)
         except CallboardError as exc:
