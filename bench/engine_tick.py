@@ -29,6 +29,7 @@ class PcmuLeg:
 
     sample_rate = 8000
     law = ULAW
+    forward_key = None  # decoded and mixed like a leg whose room has more than two
 
     def __init__(self, payloads: list[bytes]) -> None:
         self.payloads = payloads
@@ -46,6 +47,9 @@ class PcmuLeg:
 
     def write_encoded(self, payload: bytes) -> None:
         pass
+
+    def prefer_rate(self, rate: int) -> None:
+        pass  # G.711 codes at 8 kHz only
 
 
 def payloads(count: int) -> list[bytes]:

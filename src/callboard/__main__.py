@@ -8,9 +8,11 @@ import sys
 import uvloop
 
 from callboard.config import ConfigError, load_settings
+from callboard.memory import use_system_allocator
 
 
 def main() -> None:
+    use_system_allocator()  # (exec: returns only when already on the allocator we want)
     try:
         settings = load_settings()
     except ConfigError as exc:

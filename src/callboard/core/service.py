@@ -35,7 +35,7 @@ from callboard.events.types import (
 )
 from callboard.events.webhooks import WebhookTarget
 from callboard.media.engine import MediaEngine
-from callboard.memory import release_free_memory
+from callboard.memory import collect_freelists, release_free_memory
 from callboard.sip.ua import SipUserAgent
 from callboard.speech.stt.service import SttService
 from callboard.speech.tts.service import TtsService
@@ -173,6 +173,9 @@ class CallService:
             if room is None and self.rooms.ended_webhooks.get(room_id) is not None:
                 # A deleted room's late events (a recording finishing) still go to its hook.
                 return self.rooms.ended_webhooks[room_id]
+        return self._global_webhook()
+
+    def _global_webhook(self) -> WebhookTarget | None:
         if self.settings.webhook_url:
             return WebhookTarget(self.settings.webhook_url, self.settings.webhook_secret)
         return None
@@ -270,9 +273,12 @@ class CallService:
             duration_answered=round(answered, 3),
         )
         event = LegDisconnected(leg_type=leg.type.value, cdr=cdr, quality=leg.quality())
-        self._ended_webhooks[leg.id] = webhook
-        while len(self._ended_webhooks) > ENDED_WEBHOOK_MEMORY:
-            self._ended_webhooks.popitem(last=False)
+        # Only a leg's or room's own hook needs remembering: the global one is found anyway,
+        # and a flood of calls on it then leaves no trail of ended legs behind.
+        if webhook is not None and webhook != self._global_webhook():
+            self._ended_webhooks[leg.id] = webhook
+            while len(self._ended_webhooks) > ENDED_WEBHOOK_MEMORY:
+                self._ended_webhooks.popitem(last=False)
         self.legs.pop(leg.id, None)
         self.publish_leg_event(leg, event)
         self.metrics.leg_ended(leg.type.value, reason, answered, total)
@@ -304,4 +310,5 @@ class CallService:
             self._trims_due = [now, now + IDLE_TRIM_AFTER_LINGER]
         if self._trims_due and now >= self._trims_due[0] and not self.legs:
             self._trims_due.pop(0)
+            collect_freelists()
             self._spawn(asyncio.to_thread(release_free_memory))

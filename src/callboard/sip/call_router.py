@@ -44,8 +44,8 @@ from callboard.sip.transaction import (
 
 log = logging.getLogger(__name__)
 
-# How long an ended call still routes late responses (the 200 to its BYE, a 2xx that crossed
-# its CANCEL) to itself: past Timer B/F (32 s) of everything it sent.
+# How long an ended call that sent an INVITE still routes late responses (a 2xx that crossed
+# its CANCEL, a retransmitted 2xx of a re-INVITE) to itself: past Timer B (32 s).
 LINGER = 40.0
 _UNBIND = "unbind"  # the router's own timer on an ended session
 
@@ -121,6 +121,18 @@ class CallRouter:
     def _bind(self, key: str, session: InviteSession) -> None:
         self._by_tx[key] = session
         self._tx_keys.setdefault(session, set()).add(key)
+
+    def _may_see_late_2xx(self, session: InviteSession) -> bool:
+        """Whether an ended call must keep routing responses: only a 2xx to an INVITE of ours
+        (the first, or a re-INVITE) needs it, to be ACKed (and BYEd) again. Other late
+        responses change nothing for an ended call, and retransmitted requests are absorbed
+        by their server transactions; so an inbound call that never re-INVITEd lets go at
+        once instead of keeping its messages and SDP for LINGER (at 200 calls a second,
+        8,000 calls' worth)."""
+        if session.outbound:
+            return True
+        keys = self._tx_keys.get(session, ())
+        return any(key.startswith("c:") and key.endswith(":INVITE") for key in keys)
 
     def _unbind_all(self, session: InviteSession) -> None:
         for key in self._tx_keys.pop(session, ()):
@@ -216,7 +228,10 @@ class CallRouter:
         else:
             if isinstance(item, Ended):
                 self._calls.pop((session.call_id, session.local_tag), None)
-                self.timer_queue.schedule(session, _UNBIND, now + LINGER)
+                if self._may_see_late_2xx(session):
+                    self.timer_queue.schedule(session, _UNBIND, now + LINGER)
+                else:
+                    self._unbind_all(session)
             self._actions.append(SessionEvent(session, item))
 
     def _route_request(self, session: InviteSession, item: SendRequest, now: float) -> None:

@@ -8,6 +8,7 @@ import pytest
 
 from callboard.sip.call_events import Ended
 from callboard.sip.call_model import CallState
+from callboard.sip.call_router import LINGER
 from callboard.sip.header_map import Headers
 from callboard.sip.headers import NameAddr, Via
 from callboard.sip.invite_session import InviteSession
@@ -207,4 +208,41 @@ def test_hangup_while_a_reinvite_is_pending_still_acks_its_2xx() -> None:
     assert (2, "ACK") in [ack.cseq for ack in net.alice.sent_requests("ACK")]
     assert net.bob.events_of(b)[-1] == Ended("remote_bye")
     assert [e for e in net.alice.events_of(a) if isinstance(e, Ended)] == [Ended("api_hangup")]
+    assert_idle(net)
+
+
+def routed_to(stack: Stack, session: InviteSession) -> bool:
+    return any(s is session for s in stack.router._by_tx.values())
+
+
+@pytest.mark.parametrize("who", ["caller", "callee"])
+def test_an_ended_inbound_call_that_never_reinvited_lets_go_at_once(who: str) -> None:
+    """Nothing can come for it that needs the call (its server transactions absorb
+    retransmitted requests), so the callee's side keeps no routing and no timer once it has
+    ended, whichever side hung up; the caller's side keeps routing its INVITE for a late
+    2xx until LINGER."""
+    net = CallNet()
+    a, b = connected_call(net)
+    hanging_up = a if who == "caller" else b
+    net.do(lambda now: hanging_up.hangup("api_hangup", now=now))
+    net.run(1)
+    assert b.state is CallState.ENDED and a.state is CallState.ENDED
+    assert not routed_to(net.bob, b) and net.bob.router.next_deadline() is None
+    assert routed_to(net.alice, a)
+    assert net.alice.router.next_deadline() == pytest.approx(net.now - 1 + LINGER, abs=0.1)
+    net.run(64)
+    assert_idle(net)
+
+
+def test_an_ended_inbound_call_with_a_reinvite_still_reacks_its_late_2xx() -> None:
+    """A callee that re-INVITEd (a hold) keeps routing that INVITE after the call ends: a
+    retransmitted 2xx of it must still be ACKed, or the far end keeps sending it."""
+    net = CallNet()
+    a, b = connected_call(net)
+    net.do(lambda now: b.hold(True, now=now))
+    net.run(1)
+    net.do(lambda now: a.hangup("api_hangup", now=now))
+    net.run(1)
+    assert b.state is CallState.ENDED and routed_to(net.bob, b)
+    net.run(64)
     assert_idle(net)
