@@ -4,6 +4,7 @@ partials at a bounded rate only when asked for."""
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import AsyncIterator
 
 import numpy as np
@@ -75,3 +76,50 @@ async def test_partials_come_only_when_asked_and_at_a_bounded_rate(
     assert partials and got[-1].is_final and "background" in got[-1].text.lower()
     speech_s = len(audio) / 16000 / 1.5
     assert len(partials) <= speech_s / 0.5 + 1
+
+
+async def test_a_decoder_that_falls_behind_holds_the_audio_back(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Utterances waiting for the decoder are bounded: past MAX_WAITING_UTTERANCES the
+    segmenter stops taking audio (the leg's tap then drops its oldest, counted) instead of
+    queueing speech without limit; nothing is lost once the decoder catches up."""
+    monkeypatch.setattr(local, "MAX_WAITING_UTTERANCES", 2)
+    release = threading.Event()
+
+    def stuck_decode(self: LocalStt, samples: np.ndarray, language: str) -> str:
+        release.wait(30)
+        return "word"
+
+    async def no_model(self: LocalStt) -> None:
+        self._model = object()
+
+    monkeypatch.setattr(LocalStt, "_decode_blocking", stuck_decode)
+    monkeypatch.setattr(LocalStt, "load", no_model)
+    tone = (8000 * np.sin(2 * np.pi * 300 * np.arange(8000) / 16000)).astype(np.int16)
+    audio = with_pauses(*[tone] * 12)
+    chunks = -(-len(audio) // 320)
+    taken = 0
+
+    async def counted() -> AsyncIterator[bytes]:
+        nonlocal taken
+        async for chunk in feed(audio, speed=200):  # the whole of it in about 0.1 s
+            taken += 1
+            yield chunk
+
+    stt = LocalStt(load_settings({}))
+    got: list[Transcript] = []
+
+    async def consume() -> None:
+        got.extend([t async for t in stt.transcribe(counted(), SttRequest(language="en"))])
+
+    task = asyncio.create_task(consume())
+    try:
+        await asyncio.sleep(1.0)
+        assert got == [] and taken < chunks / 2
+        release.set()
+        await asyncio.wait_for(task, 30)
+    finally:
+        release.set()
+        await stt.aclose()
+    assert len(got) == 12 and all(t.is_final for t in got) and taken == chunks

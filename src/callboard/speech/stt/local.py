@@ -32,6 +32,7 @@ PRE_ROLL_FRAMES = 15  # 300 ms kept from before the detector's start
 HANGOVER_MS = 500  # a pause this long ends an utterance
 MAX_UTTERANCE_S = 20.0  # decoded and started anew past this (Whisper's window is 30 s)
 PARTIAL_INTERVAL_S = 1.0
+MAX_WAITING_UTTERANCES = 4  # cut and waiting for the decoder (each at most MAX_UTTERANCE_S)
 
 
 @dataclass
@@ -134,7 +135,9 @@ class LocalStt:
     ) -> AsyncIterator[Transcript]:
         await self.load()
         loop = asyncio.get_running_loop()
-        jobs: asyncio.Queue[_Job | None] = asyncio.Queue()
+        # Bounded: a decoder that falls behind holds the segmenter back, and the leg's tap
+        # then drops its oldest audio (counted), instead of utterances piling up here.
+        jobs: asyncio.Queue[_Job | None] = asyncio.Queue(MAX_WAITING_UTTERANCES)
         out: asyncio.Queue[Transcript | BaseException | None] = asyncio.Queue()
         partial_pending = False
 
@@ -158,6 +161,7 @@ class LocalStt:
             cutter = Endpointer()
             carry = np.zeros(0, dtype=np.int16)
             last_partial = loop.time()
+            cancelled = False
             try:
                 async for chunk in audio:
                     samples = np.concatenate([carry, np.frombuffer(chunk, "<i2")])
@@ -176,8 +180,12 @@ class LocalStt:
                 rest = cutter.flush()
                 if rest is not None:
                     await jobs.put(_Job(rest, final=True))
+            except asyncio.CancelledError:
+                cancelled = True  # the decoder is cancelled too: wait on no full queue
+                raise
             finally:
-                await jobs.put(None)
+                if not cancelled:
+                    await jobs.put(None)
 
         tasks = [asyncio.create_task(decoder()), asyncio.create_task(segmenter())]
         try:
