@@ -3,8 +3,11 @@ a nonce is its issue time signed with a per-process secret, so a flood of unauth
 INVITEs costs no memory. MD5 and SHA-256 challenges are both offered; qop=auth or none.
 
 A nonce is good for NONCE_LIFETIME seconds; an older one gets a fresh challenge marked stale.
-Nonce counts are not tracked: a replayed INVITE within that window would be let in again,
-which only re-offers the same call (RFC 7616's replay protection needs per-nonce state).
+Credentials that let an INVITE in are remembered for that long, so that a captured INVITE
+sent again (a new branch, the same nonce, count and client nonce) is challenged instead of
+placing another call; that memory holds only accepted INVITEs, so it costs an attacker
+without the password nothing. The same branch again is a retransmission, which the
+transaction layer absorbs: it passes.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -21,6 +25,7 @@ from callboard.sip.grammar import quote
 from callboard.sip.message import SipRequest
 
 NONCE_LIFETIME = 300.0
+REMEMBERED_CREDENTIALS = 100_000  # accepted INVITEs' credentials, the oldest forgotten first
 # MD5 first: SIPp and many phones answer only the first challenge and know only MD5; clients
 # that know SHA-256 pick it from the second (RFC 7616 3.7: the strongest they support).
 _ALGORITHMS = ("MD5", "SHA-256")
@@ -42,6 +47,8 @@ class DigestVerifier:
         self._users = dict(users)
         self.realm = realm
         self._secret = secret or secrets.token_bytes(32)
+        # (nonce, nc, cnonce, response) -> (the branch it came with, when), oldest first
+        self._used: OrderedDict[tuple[str, ...], tuple[str, float]] = OrderedDict()
 
     def _nonce(self, now: float) -> str:
         stamp = f"{int(now):x}"
@@ -96,6 +103,27 @@ class DigestVerifier:
             expected = h(f"{ha1}:{nonce}:{ha2}")
         else:
             return DigestOutcome(refused=True)  # auth-int is not offered
-        if hmac.compare_digest(expected.encode(), params.get("response", "").lower().encode()):
-            return DigestOutcome(user=user)
-        return DigestOutcome(refused=True)
+        response = params.get("response", "").lower()
+        if not hmac.compare_digest(expected.encode(), response.encode()):
+            return DigestOutcome(refused=True)
+        key = (nonce, params.get("nc", ""), params.get("cnonce", ""), response)
+        branch = request.top_via.branch or ""
+        if self._replayed(key, branch, now):
+            return DigestOutcome(challenge=self.challenge(now))
+        return DigestOutcome(user=user)
+
+    def _replayed(self, key: tuple[str, ...], branch: str, now: float) -> bool:
+        used = self._used
+        while used and (len(used) >= REMEMBERED_CREDENTIALS or _expired(used, now)):
+            used.popitem(last=False)
+        first = used.get(key)
+        if first is None:
+            used[key] = (branch, now)
+            return False
+        return first[0] != branch
+
+
+def _expired(used: OrderedDict[tuple[str, ...], tuple[str, float]], now: float) -> bool:
+    """Whether the oldest entry is past any nonce it could have been accepted with."""
+    _, (_, when) = next(iter(used.items()))
+    return now - when > NONCE_LIFETIME + 5

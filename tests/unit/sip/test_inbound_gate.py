@@ -11,10 +11,12 @@ from callboard.sip.inbound_gate import DROP, InboundGate, TokenBuckets
 from callboard.sip.message import SipRequest, parse_message
 
 
-def _request(method: str = "INVITE", to_tag: str = "", auth: str = "") -> SipRequest:
+def _request(
+    method: str = "INVITE", to_tag: str = "", auth: str = "", branch: str = "z9hG4bK1"
+) -> SipRequest:
     lines = [
         f"{method} sip:bob@192.0.2.1 SIP/2.0",
-        "Via: SIP/2.0/UDP 198.51.100.7:5060;branch=z9hG4bK1",
+        f"Via: SIP/2.0/UDP 198.51.100.7:5060;branch={branch}",
         "From: <sip:alice@198.51.100.7>;tag=a1",
         f"To: <sip:bob@192.0.2.1>{';tag=' + to_tag if to_tag else ''}",
         "Call-ID: c1@198.51.100.7",
@@ -100,3 +102,26 @@ def test_an_old_or_forged_nonce_is_challenged_again() -> None:
     forged = offer.replace('nonce="', 'nonce="0')
     again = verifier.verify(_request(auth=_answer(forged)), 1.0)
     assert not again.accepted and "stale" not in again.challenge[0]
+
+
+def test_a_replayed_invite_is_challenged_but_a_retransmission_passes() -> None:
+    """Credentials that let one INVITE in do not let in another (a new branch) while the
+    nonce is still good: it gets a fresh challenge. The same INVITE again (its branch) is a
+    retransmission and passes; the same nonce with the next count is a new request and does."""
+    verifier = DigestVerifier({"alice": "s3cret"}, "callboard")
+    offer = verifier.challenge(0.0)[0]
+    credentials = _answer(offer)
+    assert verifier.verify(_request(auth=credentials), 1.0).accepted
+    assert verifier.verify(_request(auth=credentials), 1.5).accepted  # retransmission
+    replay = verifier.verify(_request(auth=credentials, branch="z9hG4bK2"), 2.0)
+    assert not replay.accepted and not replay.refused and replay.challenge
+    assert "stale" not in replay.challenge[0]
+    following = build_authorization(
+        DigestChallenge.parse(offer),
+        method="INVITE",
+        uri="sip:bob@192.0.2.1",
+        username="alice",
+        password="s3cret",
+        nc=2,
+    )
+    assert verifier.verify(_request(auth=following, branch="z9hG4bK3"), 3.0).accepted
