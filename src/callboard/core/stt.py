@@ -150,6 +150,14 @@ class SttStream:
             self._task.cancel()
             with contextlib.suppress(BaseException):
                 await self._task
+        if self._tap.dropped:
+            seconds = self._tap.dropped * 0.02  # 20 ms frames
+            log.warning(
+                "%s STT of leg %s fell behind: %.1f s of its audio was not transcribed",
+                self._provider.name,
+                self.leg.id,
+                seconds,
+            )
 
     @property
     def done(self) -> bool:
