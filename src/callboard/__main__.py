@@ -5,14 +5,16 @@ from __future__ import annotations
 import logging
 import sys
 
-import uvloop
-
-from callboard.config import ConfigError, load_settings
 from callboard.memory import use_system_allocator
 
 
 def main() -> None:
     use_system_allocator()  # (exec: returns only when already on the allocator we want)
+    # Imported after that exec, so that the process that is replaced does not load them.
+    import uvloop
+
+    from callboard.config import ConfigError, load_settings
+
     try:
         settings = load_settings()
     except ConfigError as exc:

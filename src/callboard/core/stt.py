@@ -28,6 +28,7 @@ from callboard.core.lifecycle import Lifecycle, Registration
 from callboard.core.speech_choice import choose_provider, no_key
 from callboard.events.types import SttFailed, SttText
 from callboard.media.engine import AttachmentHandle, MediaEngine
+from callboard.media.frames import FRAME_MS
 from callboard.media.resample import Resampler
 from callboard.speech.stt.base import SAMPLE_RATE, SttError, SttProvider, SttRequest
 from callboard.speech.stt.service import SttService
@@ -151,7 +152,7 @@ class SttStream:
             with contextlib.suppress(BaseException):
                 await self._task
         if self._tap.dropped:
-            seconds = self._tap.dropped * 0.02  # 20 ms frames
+            seconds = self._tap.dropped * FRAME_MS / 1000
             log.warning(
                 "%s STT of leg %s fell behind: %.1f s of its audio was not transcribed",
                 self._provider.name,

@@ -40,6 +40,7 @@ from callboard.sip.transaction import (
     ResponseReceived,
     TransportFailure,
     TxEvent,
+    is_client_key,
 )
 
 log = logging.getLogger(__name__)
@@ -131,8 +132,7 @@ class CallRouter:
         8,000 calls' worth)."""
         if session.outbound:
             return True
-        keys = self._tx_keys.get(session, ())
-        return any(key.startswith("c:") and key.endswith(":INVITE") for key in keys)
+        return any(is_client_key(key, "INVITE") for key in self._tx_keys.get(session, ()))
 
     def _unbind_all(self, session: InviteSession) -> None:
         for key in self._tx_keys.pop(session, ()):

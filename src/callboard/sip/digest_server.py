@@ -114,16 +114,14 @@ class DigestVerifier:
 
     def _replayed(self, key: tuple[str, ...], branch: str, now: float) -> bool:
         used = self._used
-        while used and (len(used) >= REMEMBERED_CREDENTIALS or _expired(used, now)):
+        # Forget, oldest first, what no nonce still good could match, and past the cap.
+        while used:
+            _, when = next(iter(used.values()))
+            if len(used) < REMEMBERED_CREDENTIALS and now - when <= NONCE_LIFETIME + 5:
+                break
             used.popitem(last=False)
         first = used.get(key)
         if first is None:
             used[key] = (branch, now)
             return False
         return first[0] != branch
-
-
-def _expired(used: OrderedDict[tuple[str, ...], tuple[str, float]], now: float) -> bool:
-    """Whether the oldest entry is past any nonce it could have been accepted with."""
-    _, (_, when) = next(iter(used.items()))
-    return now - when > NONCE_LIFETIME + 5

@@ -46,6 +46,7 @@ __all__ = [
     "TransportFailure",
     "TxEvent",
     "client_key",
+    "is_client_key",
     "server_key",
 ]
 
@@ -54,6 +55,11 @@ log = logging.getLogger(__name__)
 
 def client_key(branch: str, method: str) -> str:
     return f"c:{branch}:{method}"
+
+
+def is_client_key(key: str, method: str) -> bool:
+    """Whether `key` is a client_key of a `method` transaction."""
+    return key.startswith("c:") and key.endswith(f":{method}")
 
 
 def server_key(message: SipMessage, method: str) -> str:
